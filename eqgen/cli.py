@@ -1,0 +1,245 @@
+"""The `eqgen` command (contract in DESIGN.md): check, latex, generate, solve.
+
+Exit codes: 0 success; 1 bad spec or input; 2 usage; 3 numerical failure. Errors are printed
+as messages, never as Python tracebacks (set EQGEN_DEBUG=1 to see one for internal errors).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from eqgen.errors import Diagnostic, EqgenError, NumericalError, SpecError, UsageError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # usage errors: exit 2 with a one-line hint
+        raise UsageError(f"{message}\n  hint: see `{self.prog} --help`")
+
+
+class Progress:
+    """Stage messages on a terminal; silent in pipes and CI."""
+
+    def __init__(self, enabled: bool | None = None):
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.t0 = time.perf_counter()
+
+    def __call__(self, message: str) -> None:
+        if self.enabled:
+            print(f"[{time.perf_counter() - self.t0:6.1f}s] {message}", file=sys.stderr,
+                  flush=True)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="eqgen", description="Compile learning-dynamics model specs into solvers.")
+    p.add_argument("--version", action="version", version=f"eqgen {_version()}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    c = sub.add_parser("check", help="check specs; print every problem")
+    c.add_argument("specs", nargs="+", metavar="SPEC")
+
+    lt = sub.add_parser("latex", help="the derived equations as a LaTeX document")
+    lt.add_argument("spec", metavar="SPEC")
+    lt.add_argument("-o", "--output", metavar="FILE.tex")
+
+    g = sub.add_parser("generate", help="write generated/<model>.py")
+    g.add_argument("specs", nargs="+", metavar="SPEC")
+    g.add_argument("--out-dir", default="generated", metavar="DIR")
+
+    s = sub.add_parser("solve", help="integrate the model and write CSV/JSON and a plot")
+    s.add_argument("spec", metavar="SPEC")
+    s.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="sets")
+    s.add_argument("--init", metavar="FILE.json")
+    s.add_argument("--t-max", type=float)
+    s.add_argument("--save-at", metavar="T1,T2,...")
+    s.add_argument("--rtol", type=float, default=1e-8)
+    s.add_argument("--atol", type=float, default=1e-10)
+    s.add_argument("--solver", default="auto",
+                   help="auto (Tsit5; Dopri8 when rtol < 1e-8), tsit5, dopri5, dopri8, "
+                   "kvaerno5 (stiff)")
+    s.add_argument("--max-steps", type=int, default=None)
+    s.add_argument("--samples", type=int, help="Monte Carlo samples (DMFT models)")
+    s.add_argument("--seed", type=int, help="random seed (DMFT models)")
+    s.add_argument("-o", "--output", metavar="FILE.csv|FILE.json")
+    s.add_argument("--plot", metavar="FILE.png")
+    return p
+
+
+def _version() -> str:
+    from eqgen import __version__
+
+    return __version__
+
+
+def _parse_sets(items: Sequence[str]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for it in items:
+        if "=" not in it:
+            raise UsageError(f"--set expects NAME=VALUE, got {it!r}")
+        name, value = it.split("=", 1)
+        try:
+            v = float(value)
+        except ValueError:
+            raise UsageError(f"--set {name}: {value!r} is not a number") from None
+        if not math.isfinite(v):
+            raise UsageError(f"--set {name}: the value must be finite")
+        out[name.strip()] = v
+    return out
+
+
+def _parse_times(text: str) -> list[float]:
+    try:
+        ts = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"--save-at expects comma-separated numbers, got {text!r}") from None
+    if not ts or any(not math.isfinite(t) or t < 0 for t in ts):
+        raise UsageError("--save-at needs finite times ≥ 0")
+    return ts
+
+
+def _read_init(path: str) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise SpecError(Diagnostic(f"cannot read initial-condition file: {e}", path)) from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        lines = text.splitlines()
+        raise SpecError(Diagnostic(f"invalid JSON: {e.msg}", path, e.lineno, e.colno, 1,
+                                   lines[e.lineno - 1] if 0 < e.lineno <= len(lines) else None,
+                                   'expected e.g. {"Q": [[1, 0], [0, 1]], "M": [[0, 0], [0, 0]]}'
+                                   )) from None
+    if not isinstance(data, dict):
+        raise SpecError(Diagnostic("the initial-condition file must hold a JSON object", path,
+                                   hint='e.g. {"Q": [[...]], "M": [[...]]}'))
+    import numpy as np
+
+    out = {}
+    for k, v in data.items():
+        try:
+            arr = np.asarray(v, dtype=float)
+        except (TypeError, ValueError):
+            raise SpecError(Diagnostic(f"'{k}' must be a number or a (nested) list of numbers",
+                                       path)) from None
+        out[k] = arr
+    return out
+
+
+def _check(args: argparse.Namespace) -> int:
+    from eqgen.model import load
+
+    failed = 0
+    for spec in args.specs:
+        try:
+            load(spec)
+            print(f"{spec}: ok")
+        except SpecError as e:
+            print(e.format(), file=sys.stderr)
+            failed += 1
+    return 1 if failed else 0
+
+
+def _latex(args: argparse.Namespace) -> int:
+    from eqgen.model import load
+
+    model = load(args.spec)
+    text = model.latex()
+    if args.output:
+        Path(args.output).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from eqgen.model import load
+
+    progress = Progress()
+    models = [load(s) for s in args.specs]  # check all before writing any
+    for m in models:
+        progress(f"deriving and generating {m.name}")
+        path = m.generate(args.out_dir)
+        print(f"wrote {path}")
+    return 0
+
+
+def _solve(args: argparse.Namespace) -> int:
+    from eqgen.model import load
+
+    progress = Progress()
+    if args.samples is not None or args.seed is not None:
+        raise UsageError("--samples and --seed apply to DMFT models only; this version "
+                         "solves committee (ODE) models")
+    model = load(args.spec)
+    params = _parse_sets(args.sets)
+    init = _read_init(args.init) if args.init else None
+    save_at = _parse_times(args.save_at) if args.save_at else None
+    model.resolve(params, init)  # every input problem before any heavy work
+    progress(f"compiling {model.name}")
+    try:
+        sol = model.solve(params=params, init=init, save_at=save_at, t_max=args.t_max,
+                          rtol=args.rtol, atol=args.atol, solver=args.solver,
+                          max_steps=args.max_steps)
+    except NumericalError as e:
+        if e.partial is not None and args.output:
+            e.partial.save(args.output)
+            print(f"partial results (up to the failure) written to {args.output}",
+                  file=sys.stderr)
+        raise
+    progress(f"solved: {sol.metadata['steps']} steps")
+    if args.output:
+        sol.save(args.output)
+    else:
+        _print_summary(sol)
+    if args.plot:
+        sol.plot(args.plot)
+    return 0
+
+
+def _print_summary(sol: Any) -> None:
+    names = ["t", *sol.observables]
+    print(",".join(names))
+    stride = max(1, len(sol.t) // 20)
+    for i in list(range(0, len(sol.t), stride))[:-1] + [len(sol.t) - 1]:
+        print(",".join(f"{v:.10g}" for v in [sol.t[i], *(o[i] for o in
+                                                         sol.observables.values())]))
+
+
+COMMANDS = {"check": _check, "latex": _latex, "generate": _generate, "solve": _solve}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit code (also used by `python -m eqgen`)."""
+    try:
+        args = _parser().parse_args(argv)
+        return COMMANDS[args.command](args)
+    except EqgenError as e:
+        print(e.format(), file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except SystemExit as e:  # argparse --help / --version
+        return int(e.code or 0)
+    except Exception as e:  # noqa: BLE001 - never show a traceback to a user
+        if os.environ.get("EQGEN_DEBUG"):
+            raise
+        print(f"internal error: {type(e).__name__}: {e}\n  hint: this is a bug in eqgen; "
+              "rerun with EQGEN_DEBUG=1 for details and report it", file=sys.stderr)
+        return 4
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entry()

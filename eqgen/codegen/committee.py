@@ -1,0 +1,406 @@
+"""Writes the JAX module of a committee model from its derived equations.
+
+The generated code is in index form: one function per Gaussian-integral family, evaluated on
+broadcast slices of Ω = [[Q, M], [Mᵀ, P]], so a single module serves every p and k. The I4
+variance term, the dominant cost (p²(p+k)² arcsin evaluations), is evaluated only on index
+pairs j ≤ l and c ≤ e (it is symmetric in both), which divides its cost by about four.
+"""
+
+from __future__ import annotations
+
+import textwrap
+
+import sympy as sp
+
+from eqgen.codegen.printer import jax_code
+from eqgen.symbolic import convert
+from eqgen.theories.committee import JOINT_ORDER, CommitteeEquations, Integral
+
+INDENT = "    "
+
+
+def _slice(cls: str) -> str:
+    return {"student": ":p", "teacher": "p:", "units": ":"}[cls]
+
+
+def _function(name: str, args: list[str], doc: str, body: list[str]) -> str:
+    doc = textwrap.indent(doc.strip(), INDENT)
+    lines = [f"def {name}({', '.join(args)}):", f'{INDENT}r"""{doc.strip()}', "", f'{INDENT}"""']
+    # keep the first docstring line on the opening quotes
+    lines = [f"def {name}({', '.join(args)}):", f'{INDENT}r"""' + doc.strip() + f'\n{INDENT}"""']
+    lines += [INDENT + b if b else "" for b in body]
+    return "\n".join(lines)
+
+
+def _expr_body(expr: sp.Expr) -> list[str]:
+    """Common subexpressions as named temporaries, then the result."""
+    temps, (reduced,) = sp.cse(expr, symbols=sp.numbered_symbols("x"), optimizations="basic")
+    body = [f"{s} = {jax_code(e)}" for s, e in temps]
+    body.append(f"return {jax_code(reduced)}")
+    return body
+
+
+def _latex_of(name: str, eq: CommitteeEquations) -> str:
+    return sp.latex(eq.integral(name).expr) if eq.integral(name).exact else ""
+
+
+def _integral_function(eq: CommitteeEquations, it: Integral) -> str:
+    args = [str(a) for a in it.args]
+    fields = " ".join(_describe_factor(eq, f, i + 1) for i, f in enumerate(it.factors))
+    head = f"{it.kind}: E[{fields}] over h ~ N(0, C); {it.method}."
+    if it.exact:
+        doc = head + "\n\n" + sp.latex(it.expr).replace("\n", " ")
+        return _function(it.name, args, doc, _expr_body(it.expr))
+    nodes = it.order ** it.dim
+    doc = (head + f"\n\nNo closed form is used: Gauss–Hermite quadrature on a symmetric square "
+           f"root of C,\norder {it.order} per dimension ({nodes} nodes). Error estimate: see "
+           "the model's LaTeX and docs/numerics.md.")
+    lam = " * ".join(f"{_factor_fn(eq, f)}(h[..., {i}])" for i, f in enumerate(it.factors))
+    body = [f"cov = covariance_matrix({', '.join(args)}, dim={it.dim})",
+            f"return gaussian_expectation(lambda h: {lam}, cov, order={it.order})"]
+    return _function(it.name, args, doc, body)
+
+
+def _describe_factor(eq: CommitteeEquations, f: sp.Expr, i: int) -> str:
+    name = {"_identity": "", "sigma_prime": "σ'", "sigma": "σ", "g": "g"}[_factor_fn(eq, f)]
+    return f"{name}(h{i})" if name else f"h{i}"
+
+
+def _factor_fn(eq: CommitteeEquations, f: sp.Expr) -> str:
+    if f == convert.Z:
+        return "_identity"
+    if f == eq.sigma_prime:
+        return "sigma_prime"
+    if f == eq.sigma:
+        return "sigma"
+    if f == eq.g:
+        return "g"
+    raise ValueError(f"no generated function for factor {f}")
+
+
+def _activation_functions(eq: CommitteeEquations) -> list[str]:
+    out = [
+        _function("sigma", ["z"], f"Student activation σ(z) = {sp.latex(eq.sigma)}.",
+                  [f"return {jax_code(eq.sigma)}"]),
+        _function("sigma_prime", ["z"], f"σ'(z) = {sp.latex(eq.sigma_prime)} (derived by sympy).",
+                  [f"return {jax_code(eq.sigma_prime)}"]),
+        _function("g", ["z"], f"Teacher activation g(z) = {sp.latex(eq.g)}.",
+                  [f"return {jax_code(eq.g)}"]),
+        _function("_identity", ["z"], "The linear factor h of I3.", ["return z"]),
+    ]
+    return out
+
+
+def _scalars_function(eq: CommitteeEquations) -> str:
+    used = set()
+    for e in eq.scalars.values():
+        used |= {s.name for s in e.free_symbols}
+    body = [f'{name} = params["{name}"]' for name in eq.param_symbols if name in used]
+    body.append("return {")
+    for key, e in eq.scalars.items():
+        body.append(f'    "{key}": {jax_code(e)},')
+    body.append("}")
+    doc = ("Readout scales c_p, c_k, learning rate γ, batch size B, label noise Δ and the\n"
+           "second-layer rate (γ_a d / γ), as the spec defines them from the parameters.")
+    return _function("scalars", ["params"], doc, body)
+
+
+def _i3_block(eq: CommitteeEquations, it: Integral) -> list[str]:
+    (cls,) = it.classes
+    sl = _slice(cls)
+    return [
+        f"# Σ_c u_c I3(j, β, c) over the {cls} units c",
+        f"T = T + jnp.sum({it.name}(",
+        "    C11=dq[:, None, None], C12=Omega[:p, :, None], "
+        f"C13=Omega[:p, None, {sl}],",
+        f"    C22=diag[None, :, None], C23=Omega[None, :, {sl}], C33=diag[None, None, {sl}],",
+        f") * u[{sl}], axis=-1)",
+    ]
+
+
+def _i4_block(eq: CommitteeEquations, it: Integral) -> list[str]:
+    a, b = it.classes
+    sa, sb = _slice(a), _slice(b)
+    if a == b:
+        pairs = f"ci, ei = _pairs(u[{sa}].shape[0])"
+        weights = f"w = jnp.where(ci == ei, 1.0, 2.0) * u[{sa}][ci] * u[{sa}][ei]"
+        c_idx, e_idx = f"{_offset(a)}ci", f"{_offset(a)}ei"
+    else:
+        pairs = f"ci, ei = _product(u[{sa}].shape[0], u[{sb}].shape[0])"
+        weights = f"w = 2.0 * u[{sa}][ci] * u[{sb}][ei]"
+        c_idx, e_idx = f"{_offset(a)}ci", f"{_offset(b)}ei"
+    return [
+        f"# Σ_(c,e) u_c u_e I4(j, l, c, e), c in {a}, e in {b}: pairs c ≤ e only (symmetric)",
+        pairs,
+        weights,
+        f"V = V + jnp.sum({it.name}(",
+        "    C11=dq[ji][:, None], C12=Q[ji, li][:, None], C22=dq[li][:, None],",
+        f"    C13=Omega[ji][:, {c_idx}], C14=Omega[ji][:, {e_idx}],",
+        f"    C23=Omega[li][:, {c_idx}], C24=Omega[li][:, {e_idx}],",
+        f"    C33=diag[{c_idx}][None, :], C34=Omega[{c_idx}, {e_idx}][None, :], "
+        f"C44=diag[{e_idx}][None, :],",
+        ") * w[None, :], axis=-1)",
+    ]
+
+
+def _offset(cls: str) -> str:
+    return "p + " if cls == "teacher" else ""
+
+
+def _i2_block(it: Integral, target: str) -> list[str]:
+    a, b = it.classes
+    sa, sb = _slice(a), _slice(b)
+    res = (f"{it.name}(C11=diag[{sa}][:, None], C12=Omega[{sa}, {sb}], "
+           f"C22=diag[{sb}][None, :])")
+    factor = "" if a == b else "2 * "
+    lines = [f"{target} = {target} + {factor}u[{sa}] @ {res} @ u[{sb}]"]
+    return lines
+
+
+def _square_vector_field(eq: CommitteeEquations) -> str:
+    r = eq.regime
+    body = [
+        "Q, M, P, a, a_star = (state[name] for name in STATES)",
+        "p, k = M.shape",
+        "s = scalars(params)",
+        "Omega = jnp.block([[Q, M], [M.T, P]])",
+        "diag = jnp.diagonal(Omega)",
+        "dq = diag[:p]",
+        "# signed readouts: 𝓔 = Σ_c u_c φ_c(h_c) + √Δ ξ",
+        'u = jnp.concatenate([-s["c_p"] * a, s["c_k"] * a_star])',
+        "",
+    ]
+    if r.drift:
+        body.append("T = jnp.zeros((p, p + k))")
+        for it in eq.integrals_of("I3"):
+            body += _i3_block(eq, it)
+        body += [
+            "dM = a[:, None] * T[:, p:]",
+            "drift = a[:, None] * T[:, :p]",
+            "dQ = drift + drift.T",
+        ]
+    else:
+        body += ["dM = jnp.zeros_like(M)", "dQ = jnp.zeros_like(Q)"]
+    if r.variance:
+        coef = ('s["gamma"] * s["c_p"] / s["batch"]' if r.drift else "1.0")
+        body += [
+            "",
+            "# SGD variance term: (γ c_p / B) a_j a_l [Σ_ce u_c u_e I4(j,l,c,e) + Δ J2(j,l)]",
+            "ji, li = _pairs(p)",
+            "V = jnp.zeros(ji.shape[0])",
+        ]
+        for it in eq.integrals_of("I4"):
+            body += _i4_block(eq, it)
+        body += [
+            'V = V + s["Delta"] * j2(C11=dq[ji], C12=Q[ji, li], C22=dq[li])',
+            "V = jnp.zeros((p, p)).at[ji, li].set(V).at[li, ji].set(V)",
+            f"dQ = dQ + {coef} * (a[:, None] * a[None, :]) * V",
+        ]
+    if eq.trained:
+        body += [
+            "",
+            "# trained second layer: da_j/dt = rate · Σ_c u_c I2(j, c)",
+            "E_sigma = jnp.zeros(p)",
+        ]
+        for it in eq.integrals_of("I2"):
+            a_, b_ = it.classes
+            if "student" not in (a_, b_) and a_ != "units":
+                continue
+            sa = _slice(a_)
+            sb = _slice(b_)
+            if a_ == "units":
+                body.append(f"E_sigma = E_sigma + ({it.name}(C11=dq[:, None], "
+                            f"C12=Omega[:p, :], C22=diag[None, :]) @ u)")
+            elif a_ == b_:
+                body.append(f"E_sigma = E_sigma + ({it.name}(C11=dq[:, None], C12=Q, "
+                            f"C22=dq[None, :]) @ u[{sa}])")
+            else:
+                body.append(f"E_sigma = E_sigma + ({it.name}(C11=dq[:, None], "
+                            f"C12=Omega[:p, {sb}], C22=diag[{sb}][None, :]) @ u[{sb}])")
+        body.append('da = s["rate"] * E_sigma')
+    else:
+        body.append("da = jnp.zeros_like(a)")
+    body += [
+        "",
+        'return {"Q": dQ, "M": dM, "P": jnp.zeros_like(P), "a": da, '
+        '"a_star": jnp.zeros_like(a_star)}',
+    ]
+    return _function("vector_field", ["t", "state", "params"], _vf_doc(eq), body)
+
+
+def _vf_doc(eq: CommitteeEquations) -> str:
+    r = eq.regime
+    lines = [
+        "Time derivatives of the order parameters (index form, any p and k).",
+        "",
+        f"Regime: {r.summary}.",
+        f"Time: {r.time_unit}.",
+        "",
+    ]
+    if eq.square_loss:
+        if r.drift:
+            lines += [r"\frac{dM_{jr}}{dt} = a_j \sum_c u_c I_3(j, r, c)",
+                      r"\frac{dQ_{jl}}{dt} = a_j \sum_c u_c I_3(j, l, c) + a_l \sum_c u_c "
+                      r"I_3(l, j, c)"]
+        if r.variance:
+            pre = r"\frac{\gamma c_p}{B}" if r.drift else ""
+            lines.append(r"\quad + " + pre + r" a_j a_l \Big[\sum_{c,e} u_c u_e I_4(j,l,c,e) "
+                         r"+ \Delta J_2(j,l)\Big]")
+    else:
+        lines += [r"\frac{dM_{jr}}{dt} = a_j E[\mathcal{E} \sigma'(\lambda_j) \nu_r]",
+                  r"\frac{dQ_{jl}}{dt} = a_j E[\mathcal{E} \sigma'(\lambda_j) \lambda_l] + "
+                  r"(j \leftrightarrow l) + \frac{\gamma c_p}{B} a_j a_l "
+                  r"E[\mathcal{E}^2 \sigma'(\lambda_j) \sigma'(\lambda_l)]"]
+    if eq.trained:
+        lines.append(r"\frac{da_j}{dt} = \mathrm{rate}\, E[\mathcal{E} \sigma(\lambda_j)]")
+    return "\n".join(lines)
+
+
+def _square_observables(eq: CommitteeEquations) -> str:
+    body = [
+        "Q, M, P, a, a_star = (state[name] for name in STATES)",
+        "p = M.shape[0]",
+        "s = scalars(params)",
+        "Omega = jnp.block([[Q, M], [M.T, P]])",
+        "diag = jnp.diagonal(Omega)",
+        'u = jnp.concatenate([-s["c_p"] * a, s["c_k"] * a_star])',
+        "twice_excess = 0.0",
+    ]
+    for it in eq.integrals_of("I2"):
+        body += _i2_block(it, "twice_excess")
+    body += [
+        "excess_risk = twice_excess / 2",
+        'return {"risk": excess_risk + s["Delta"] / 2, "excess_risk": excess_risk}',
+    ]
+    doc = ("Population risk E[ℓ] = ε + Δ/2 and excess risk ε = ½ E[(f* − f)²] = "
+           "½ Σ_ce u_c u_e I2(c, e).")
+    return _function("observables", ["state", "params"], doc, body)
+
+
+def _joint_functions(eq: CommitteeEquations) -> list[str]:
+    y, yhat = convert.Y, convert.YHAT
+    loss = _function("loss", ["y", "yhat"], f"ℓ(y, ŷ) = {sp.latex(eq.loss)}.",
+                     [f"return {jax_code(eq.loss.subs({y: sp.Symbol('y'), yhat: sp.Symbol('yhat')}))}"])
+    err = _function("error_signal", ["y", "yhat"],
+                    f"𝓔 = −∂ℓ/∂ŷ = {sp.latex(eq.error_signal)} (derived by sympy).",
+                    [f"return {jax_code(eq.error_signal)}"])
+    body = [
+        "Q, M, P, a, a_star = (state[name] for name in STATES)",
+        "p, k = M.shape",
+        "s = scalars(params)",
+        "Omega = jnp.block([[Q, M], [M.T, P]])",
+        f"nodes, weights = gauss_hermite_nodes(p + k + 1, {JOINT_ORDER})",
+        "root = symmetric_sqrt(Omega)",
+        "h = nodes[:, :-1] @ root.T",
+        "lam, nu, xi = h[:, :p], h[:, p:], nodes[:, -1]",
+        'f = s["c_p"] * sigma(lam) @ a',
+        'y = s["c_k"] * g(nu) @ a_star + jnp.sqrt(s["Delta"]) * xi',
+        "return lam, nu, f, y, weights, s",
+    ]
+    fields = _function("_fields", ["state", "params"],
+                       "Joint Gauss–Hermite grid over (λ, ν, ξ) and the network outputs on it.",
+                       body)
+    return [loss, err, fields]
+
+
+def _joint_vector_field(eq: CommitteeEquations) -> str:
+    r = eq.regime
+    body = [
+        "lam, nu, f, y, w, s = _fields(state, params)",
+        "a = state[\"a\"]",
+        "E = error_signal(y, f)",
+        "dsig = sigma_prime(lam)",
+    ]
+    if r.drift:
+        body += [
+            "dM = a[:, None] * jnp.einsum('n,nj,nr->jr', w * E, dsig, nu)",
+            "drift = a[:, None] * jnp.einsum('n,nj,nl->jl', w * E, dsig, lam)",
+            "dQ = drift + drift.T",
+        ]
+    else:
+        body += ['dM = jnp.zeros_like(state["M"])', 'dQ = jnp.zeros_like(state["Q"])']
+    if r.variance:
+        coef = 's["gamma"] * s["c_p"] / s["batch"]' if r.drift else "1.0"
+        body += [
+            "V = jnp.einsum('n,nj,nl->jl', w * E**2, dsig, dsig)",
+            f"dQ = dQ + {coef} * (a[:, None] * a[None, :]) * V",
+        ]
+    if eq.trained:
+        body.append("da = s[\"rate\"] * jnp.einsum('n,nj->j', w * E, sigma(lam))")
+    else:
+        body.append("da = jnp.zeros_like(a)")
+    body.append('return {"Q": dQ, "M": dM, "P": jnp.zeros_like(state["P"]), "a": da, '
+                '"a_star": jnp.zeros_like(state["a_star"])}')
+    return _function("vector_field", ["t", "state", "params"], _vf_doc(eq), body)
+
+
+def _joint_observables(eq: CommitteeEquations) -> str:
+    body = [
+        "lam, nu, f, y, w, s = _fields(state, params)",
+        'fstar = y - jnp.sqrt(s["Delta"]) * _noise(lam.shape[0], state)',
+        "return {",
+        '    "risk": jnp.sum(w * loss(y, f)),',
+        '    "excess_risk": jnp.sum(w * (fstar - f) ** 2) / 2,',
+        "}",
+    ]
+    doc = "Population risk E[ℓ(y, f)] and excess risk ½E[(f* − f)²], by the joint quadrature."
+    noise = _function("_noise", ["n", "state"], "The ξ coordinate of the joint grid.", [
+        'p, k = state["M"].shape',
+        f"nodes, _ = gauss_hermite_nodes(p + k + 1, {JOINT_ORDER})",
+        "return nodes[:, -1]",
+    ])
+    return noise + "\n\n\n" + _function("observables", ["state", "params"], doc, body)
+
+
+def module_source(eq: CommitteeEquations, *, header: str, defaults: dict[str, float]) -> str:
+    """The full text of the generated module for `eq` (deterministic)."""
+    spec = eq.spec
+    numerical = [i for i in eq.integrals if not i.exact]
+    imports = ["import jax.numpy as jnp", "import jax.scipy.special as jsp", "import numpy as np"]
+    runtime = []
+    code = "\n".join(jax_code(i.expr) for i in eq.integrals if i.exact)
+    if "arcsin(" in code.replace("jnp.arcsin(", ""):
+        imports.append("")
+        imports.append("from eqgen.runtime.special import arcsin")
+    if numerical:
+        runtime += ["gaussian_expectation"]
+    if not eq.square_loss:
+        runtime += ["gauss_hermite_nodes", "symmetric_sqrt"]
+    if runtime:
+        imports.append("")
+        imports.append(f"from eqgen.runtime.quadrature import {', '.join(sorted(runtime))}")
+    if numerical:
+        imports.append("from eqgen.runtime.covariance import covariance_matrix")
+    evolving = ["Q", "M"] + (["a"] if eq.trained else [])
+    consts = [
+        f'MODEL = "{spec.name}"',
+        'FAMILY = "committee"',
+        f"PARAMETERS = {_dict_text(defaults)}",
+        'STATES = ("Q", "M", "P", "a", "a_star")',
+        f"EVOLVING = {tuple(evolving)!r}",
+        'OBSERVABLES = ("risk", "excess_risk")',
+        f'REGIME = "{eq.regime.name}"',
+        f"SQUARE_LOSS = {eq.square_loss}",
+    ]
+    parts = [f'r"""{header}\n"""', "\n".join(imports), "\n".join(consts)]
+    parts += _activation_functions(eq)
+    parts.append(_scalars_function(eq))
+    parts.append(_function("_pairs", ["n"], "Index pairs (i, j) with i ≤ j (static).",
+                           ["i, j = np.triu_indices(n)", "return jnp.asarray(i), jnp.asarray(j)"]))
+    parts.append(_function("_product", ["n", "m"], "All index pairs of an n × m block (static).",
+                           ["i, j = np.indices((n, m)).reshape(2, -1)",
+                            "return jnp.asarray(i), jnp.asarray(j)"]))
+    if eq.square_loss:
+        for it in eq.integrals:
+            parts.append(_integral_function(eq, it))
+        parts.append(_square_vector_field(eq))
+        parts.append(_square_observables(eq))
+    else:
+        parts += _joint_functions(eq)
+        parts.append(_joint_vector_field(eq))
+        parts.append(_joint_observables(eq))
+    return "\n\n\n".join(parts) + "\n"
+
+
+def _dict_text(d: dict[str, float]) -> str:
+    return "{" + ", ".join(f'"{k}": {float(v)!r}' for k, v in d.items()) + "}"

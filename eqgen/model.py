@@ -1,0 +1,232 @@
+"""`Model`: a checked spec and everything eqgen can do with it (derive, generate, solve).
+
+Construction checks the whole spec (syntax, names, shapes, ranges, regime, initial Ω) without
+any heavy work; derivation, code generation and JIT compilation happen on first use and are
+cached (generated modules on disk by freshness key, compiled solvers in the process).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+import eqgen
+from eqgen.codegen import module as modfile
+from eqgen.errors import EqgenError, NumericalError, UsageError
+from eqgen.spec.committee import CommitteeSpec, Resolved, build_committee, resolve
+from eqgen.spec.parser import parse_file
+
+
+def load(path: str | Path) -> Model:
+    """Parse and check a spec file; raises `SpecError` listing every problem found."""
+    return Model(path)
+
+
+def default_save_times(t_max: float, n_log: int = 160, n_lin: int = 41) -> np.ndarray:
+    """0, a geometric grid over four decades below t_max, and a linear grid: good on log and
+    linear axes alike."""
+    lo = t_max * 1e-4
+    grid = np.concatenate([[0.0], np.geomspace(lo, t_max, n_log), np.linspace(0, t_max, n_lin)])
+    return np.unique(np.round(grid, 12))
+
+
+class Model:
+    """A model spec, checked; see `load`."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.file = parse_file(path)
+        self.spec: CommitteeSpec = build_committee(self.file)
+        self.defaults: Resolved = resolve(self.spec)
+        self._check_theory(self.defaults)
+        self._module: ModuleType | None = None
+
+    # -- description --------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def title(self) -> str:
+        return self.spec.title
+
+    @property
+    def family(self) -> str:
+        return self.spec.family
+
+    @property
+    def parameters(self) -> dict[str, float]:
+        """Declared parameters with their default values, in declaration order."""
+        return dict(self.defaults.params)
+
+    def __repr__(self) -> str:
+        return f"Model({self.name!r}, family={self.family}, parameters={self.parameters})"
+
+    # -- checks ---------------------------------------------------------------------------------
+    def _check_theory(self, r: Resolved) -> None:
+        from eqgen.theories.committee import check_joint_size, regime_of, student_activation
+
+        regime_of(self.spec)
+        student_activation(self.spec)
+        check_joint_size(self.spec, r.p, r.k)
+
+    def resolve(self, params: Mapping[str, float] | None = None,
+                init: Mapping[str, Any] | None = None) -> Resolved:
+        """Numbers for this model with `params` overrides and `init` overrides, all checked."""
+        unknown = [k for k in (init or {}) if k not in ("Q", "M", "P", "a", "a_star")]
+        if unknown:
+            raise UsageError(f"unknown initial state(s) {', '.join(unknown)}; "
+                             "use Q, M, P, a, a_star")
+        r = resolve(self.spec, params, {k: np.asarray(v, dtype=float)
+                                        for k, v in (init or {}).items()})
+        if params:
+            self._check_theory(r)
+        return r
+
+    # -- compilation ----------------------------------------------------------------------------
+    @functools.cached_property
+    def equations(self) -> Any:
+        """The derived equations (sympy), computed on first use."""
+        from eqgen.theories.committee import derive
+
+        return derive(self.spec)
+
+    def generated_source(self) -> str:
+        """The text of the generated JAX module (deterministic)."""
+        from eqgen.codegen.committee import module_source
+
+        eq = self.equations
+        key = modfile.freshness_key(self.spec.source.text)
+        extra = f"Regime: {eq.regime.summary}.\nTime: {eq.regime.time_unit}."
+        if self.title:
+            extra = self.title.replace('"', "'") + "\n\n" + extra
+        head = modfile.header(self.name, "", str(self.path), self.spec.hash, key, extra)
+        return module_source(eq, header=head, defaults=self.parameters)
+
+    def generate(self, out_dir: str | Path = "generated") -> Path:
+        """Write `out_dir/<model>.py`, then import and evaluate it once as a check."""
+        text = self.generated_source()
+        path = Path(out_dir) / f"{self.name}.py"
+        modfile.check_source(text, str(path))
+        modfile.write_atomic(path, text)
+        self._smoke_test(modfile.load_module(path))
+        return path
+
+    def _candidates(self) -> list[Path]:
+        key = modfile.freshness_key(self.spec.source.text)
+        shipped = self.path.resolve().parent.parent / "generated" / f"{self.name}.py"
+        cached = modfile.cache_dir() / f"{self.name}-{key[:16]}.py"
+        return [shipped, cached]
+
+    @property
+    def module(self) -> ModuleType:
+        """The generated module, reused from disk when its freshness key matches."""
+        if self._module is None:
+            key = modfile.freshness_key(self.spec.source.text)
+            for path in self._candidates():
+                if path.exists() and modfile.read_key(path) == key:
+                    self._module = modfile.load_module(path)
+                    return self._module
+            path = self._candidates()[-1]
+            text = self.generated_source()
+            modfile.check_source(text, str(path))
+            modfile.write_atomic(path, text)
+            module = modfile.load_module(path)
+            self._smoke_test(module)
+            self._module = module
+        return self._module
+
+    def _smoke_test(self, module: ModuleType) -> None:
+        import jax.numpy as jnp
+
+        r = self.defaults
+        state = {k: jnp.asarray(v) for k, v in r.init.items()}
+        params = {k: jnp.asarray(v) for k, v in r.params.items()}
+        d = module.vector_field(0.0, state, params)
+        module.observables(state, params)
+        if set(d) != set(module.STATES):
+            raise EqgenError(f"internal error: generated module {module.__name__} returns "
+                             f"{sorted(d)}")
+
+    # -- numerics -------------------------------------------------------------------------------
+    def vector_field(self, params: Mapping[str, float] | None = None) -> Callable:
+        """The jitted right-hand side `f(t, state)` → dict of time derivatives.
+
+        `state` maps Q, M, P (and optionally a, a_star; defaults from the spec) to arrays.
+        """
+        import jax
+        import jax.numpy as jnp
+
+        from eqgen.runtime import ode  # noqa: F401  (enables float64)
+
+        r = resolve(self.spec, params, use_spec_init=False)
+        p = {k: jnp.asarray(v) for k, v in r.params.items()}
+        base = {k: jnp.asarray(v) for k, v in r.init.items()}
+        vf = jax.jit(self.module.vector_field)
+
+        def f(t: float, state: Mapping[str, Any]) -> dict[str, Any]:
+            full = {**base, **{k: jnp.asarray(v, dtype=jnp.float64) for k, v in state.items()}}
+            return vf(t, full, p)
+
+        return f
+
+    def solve(self, params: Mapping[str, float] | None = None,
+              init: Mapping[str, Any] | None = None, save_at: Sequence[float] | None = None,
+              t_max: float | None = None, rtol: float = 1e-8, atol: float = 1e-10,
+              solver: str = "auto", max_steps: int | None = None) -> eqgen.Solution:
+        """Integrate the ODEs; see DESIGN's API. Raises `NumericalError` on failure."""
+        from eqgen.runtime import ode
+        from eqgen.runtime.solution import Solution
+
+        r = self.resolve(params, init)
+        if save_at is not None:
+            ts = np.unique(np.asarray(list(save_at), dtype=float))
+            if ts.size == 0 or ts[0] < 0 or not np.all(np.isfinite(ts)):
+                raise UsageError("--save-at needs finite times ≥ 0")
+            if ts[0] > 0:
+                ts = np.concatenate([[0.0], ts])
+            keep = np.isin(ts, np.asarray(list(save_at), dtype=float))
+        else:
+            horizon = float(t_max) if t_max is not None else r.t_max
+            if not horizon > 0:
+                raise UsageError("--t-max must be positive")
+            ts = default_save_times(horizon)
+            keep = np.ones_like(ts, dtype=bool)
+        if not (rtol > 0 and atol > 0):
+            raise UsageError("--rtol and --atol must be positive")
+        module = self.module
+        meta = {
+            "model": self.name, "title": self.title, "family": self.family,
+            "parameters": r.params, "p": r.p, "k": r.k, "regime": module.REGIME,
+            "rtol": rtol, "atol": atol, "spec_sha256": self.spec.hash,
+            "eqgen": eqgen.__version__,
+        }
+
+        def solution(raw: ode.RawSolution) -> Solution:
+            n = len(raw.t)
+            sel = keep[:n]
+            info = {**meta, "solver": raw.solver, "steps": raw.num_steps}
+            return Solution(raw.t[sel], {k: v[sel] for k, v in raw.observables.items()},
+                            {k: v[sel] for k, v in raw.states.items()}, info)
+
+        try:
+            raw = ode.solve(module.vector_field, module.observables, r.init, r.params, ts,
+                            evolving=module.EVOLVING, rtol=rtol, atol=atol, solver=solver,
+                            max_steps=max_steps or ode.DEFAULT_MAX_STEPS,
+                            state_order=module.STATES, observable_order=module.OBSERVABLES)
+        except NumericalError as e:
+            if isinstance(e.partial, ode.RawSolution):
+                e.partial = solution(e.partial)
+            raise
+        return solution(raw)
+
+    def latex(self) -> str:
+        """The derived equations as a standalone LaTeX document."""
+        from eqgen.latex import committee_document
+
+        return committee_document(self.equations)

@@ -1,0 +1,710 @@
+"""The typed spec of a two-layer (committee) model, built from a parsed file with every
+problem collected, and its resolution to numbers (parameters, sizes, initial overlaps)."""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+import numpy as np
+
+from eqgen.errors import Diagnostic, SpecError, UsageError
+from eqgen.spec import ast
+from eqgen.spec.functions import CONSTANTS, RESERVED, SYMBOLIC_FUNCTIONS
+from eqgen.spec.values import EvalError, evaluate
+
+STATE_NAMES = ("Q", "M", "P", "a", "a_star")
+REGIMES = ("gradient_flow", "high_dimensional", "exponents")
+MAX_WIDTH = 4096
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    value: ast.Expr
+    pos: ast.Pos
+
+
+@dataclass(frozen=True)
+class Teacher:
+    width: ast.Expr
+    activation: ast.Expr
+    readout: ast.Expr
+    noise: ast.Expr
+    pos: ast.Pos
+
+
+@dataclass(frozen=True)
+class Student:
+    width: ast.Expr
+    activation: ast.Expr
+    readout: ast.Expr
+    trained: bool
+    rate: ast.Expr | None  # trained second layer: γ_a d / γ, the rate in ODE time
+    second_layer: ast.Expr | None  # fixed value(s) of a; the default of `init a`
+    pos: ast.Pos
+
+
+@dataclass(frozen=True)
+class Regime:
+    kind: str  # gradient_flow | high_dimensional | exponents
+    kappa: Fraction | None = None
+    delta: Fraction | None = None
+    pos: ast.Pos = ast.Pos(0, 0)
+
+
+@dataclass(frozen=True)
+class RandomInit:
+    """Overlaps computed from weights drawn at dimension d (teacher rows orthonormal or not)."""
+
+    d: ast.Expr
+    seed: ast.Expr
+    teacher: str  # orthonormal | gaussian
+    scale: ast.Expr | None
+    pos: ast.Pos
+
+
+@dataclass(frozen=True)
+class CommitteeSpec:
+    """Everything a committee model says, still as expressions with source positions."""
+
+    name: str
+    title: str
+    source: ast.SourceFile
+    pos: ast.Pos
+    params: tuple[Param, ...]
+    teacher: Teacher
+    student: Student
+    loss: ast.Expr | None  # None: the square loss ½(y − ŷ)²
+    learning_rate: ast.Expr
+    batch: ast.Expr
+    regime: Regime
+    init: Mapping[str, ast.Expr]
+    random_init: RandomInit | None
+    t_max: ast.Expr
+    latex_names: Mapping[str, str] = field(default_factory=dict)
+
+    family = "committee"
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    @property
+    def hash(self) -> str:
+        """sha256 of the spec text: the freshness key of derived and generated artefacts."""
+        return hashlib.sha256(self.source.text.encode()).hexdigest()
+
+    def diagnostic(self, message: str, pos: ast.Pos, hint: str | None = None) -> Diagnostic:
+        return Diagnostic(message, self.source.path, pos.line, pos.col, pos.width,
+                          self.source.line(pos.line), hint)
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A committee spec with numbers: parameters (after overrides), sizes and initial state."""
+
+    params: dict[str, float]
+    p: int
+    k: int
+    c_p: float
+    c_k: float
+    gamma: float
+    batch: int
+    Delta: float
+    rate: float
+    t_max: float
+    init: dict[str, np.ndarray]
+
+
+# ---------------------------------------------------------------------------------------------
+# building the typed spec
+
+
+class _Collector:
+    def __init__(self, mf: ast.ModelFile):
+        self.mf = mf
+        self.errors: list[Diagnostic] = []
+
+    def error(self, message: str, pos: ast.Pos, hint: str | None = None) -> None:
+        src = self.mf.source
+        self.errors.append(Diagnostic(message, src.path, pos.line, pos.col, pos.width,
+                                      src.line(pos.line), hint))
+
+
+def _did_you_mean(name: str, options: list[str] | tuple[str, ...]) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    return "allowed: " + ", ".join(options)
+
+
+def _check_expr(c: _Collector, expr: ast.Expr, allowed: set[str], what: str) -> None:
+    """Names must be declared; functions known with the right number of arguments."""
+    for n in ast.names_in(expr):
+        if n.id not in allowed and n.id not in CONSTANTS:
+            if allowed <= {"z", "y", "yhat"}:
+                hint = (f"{what} may only use {', '.join(sorted(allowed))}, numbers and pi: "
+                        "it is compiled into the generated code")
+            else:
+                hint = (_did_you_mean(n.id, sorted(allowed)) if allowed else "") + \
+                    "; parameters are declared with `param NAME = VALUE`"
+            c.error(f"unknown name '{n.id}' in {what}", n.pos, hint)
+    for call in ast.calls_in(expr):
+        if call.func not in SYMBOLIC_FUNCTIONS:
+            c.error(f"unknown function '{call.func}' in {what}", call.pos,
+                    _did_you_mean(call.func, sorted(SYMBOLIC_FUNCTIONS)))
+            continue
+        if call.kwargs:
+            c.error(f"{call.func}() takes no keyword arguments", call.kwargs[0].pos)
+        if len(call.args) not in SYMBOLIC_FUNCTIONS[call.func]:
+            n = SYMBOLIC_FUNCTIONS[call.func][0]
+            c.error(f"{call.func}() takes {n} argument{'s' if n > 1 else ''}, "
+                    f"got {len(call.args)}", call.pos)
+        if call.func == "He" and call.args and not (
+                isinstance(call.args[0], ast.Number) and call.args[0].value.denominator == 1
+                and 0 <= call.args[0].value <= 30):
+            c.error("He(n, z) needs a whole-number degree n between 0 and 30 first",
+                    call.args[0].pos, "e.g. He(3, z) = z**3 - 3*z")
+    for lst in _lists_in(expr):
+        c.error(f"a list is not allowed in {what}", lst.pos)
+
+
+def _lists_in(expr: ast.Expr) -> list[ast.ListExpr]:
+    out: list[ast.ListExpr] = []
+    match expr:
+        case ast.ListExpr():
+            out.append(expr)
+        case ast.BinOp():
+            out += _lists_in(expr.left) + _lists_in(expr.right)
+        case ast.Neg():
+            out += _lists_in(expr.operand)
+        case ast.Call():
+            for a in expr.args:
+                out += _lists_in(a)
+    return out
+
+
+def _kwargs(c: _Collector, call: ast.Call, allowed: tuple[str, ...], what: str
+            ) -> dict[str, ast.KeywordArg]:
+    out: dict[str, ast.KeywordArg] = {}
+    for a in call.args:
+        c.error(f"{what} takes named arguments only", a.pos,
+                f"write e.g. {call.func}({allowed[0]} = ...)")
+    for kw in call.kwargs:
+        if kw.name not in allowed:
+            c.error(f"unknown argument '{kw.name}' of {what}", kw.pos,
+                    _did_you_mean(kw.name, allowed))
+        elif kw.name in out:
+            c.error(f"argument '{kw.name}' given twice", kw.pos)
+        else:
+            out[kw.name] = kw
+    return out
+
+
+def _single_value(c: _Collector, st: ast.Statement, what: str) -> ast.Expr | None:
+    if len(st.items) != 1 or st.items[0].name is not None:
+        c.error(f"`{st.keyword}` takes a single {what}", st.pos)
+        return None
+    return st.items[0].value
+
+
+def _default(e: ast.Expr | None, pos: ast.Pos, value: Fraction | str) -> ast.Expr:
+    if e is not None:
+        return e
+    if isinstance(value, str):
+        return ast.Name(value, pos)
+    return ast.Number(value, str(value), pos)
+
+
+def build_committee(mf: ast.ModelFile) -> CommitteeSpec:
+    """Check and type a parsed committee model; raises `SpecError` listing every problem."""
+    c = _Collector(mf)
+    seen: dict[str, ast.Statement] = {}
+    for st in mf.statements:
+        if st.keyword in seen and st.keyword not in ("param", "init", "latex"):
+            prev = seen[st.keyword].pos
+            c.error(f"second `{st.keyword}` statement", st.pos,
+                    f"the first one is on line {prev.line}; a model has one")
+        seen.setdefault(st.keyword, st)
+    by_kw: dict[str, list[ast.Statement]] = {}
+    for st in mf.statements:
+        by_kw.setdefault(st.keyword, []).append(st)
+
+    # parameters
+    params: list[Param] = []
+    for st in by_kw.get("param", []):
+        if not st.items:
+            c.error("`param` needs at least one `name = value`", st.pos)
+        for it in st.items:
+            if it.name is None:
+                c.error("a parameter needs a name: `param NAME = VALUE`", it.pos)
+                continue
+            if it.name in RESERVED:
+                c.error(f"'{it.name}' is a reserved word and cannot be a parameter", it.pos,
+                        "choose another name")
+            elif any(p.name == it.name for p in params):
+                c.error(f"parameter '{it.name}' declared twice", it.pos)
+            else:
+                params.append(Param(it.name, it.value, it.pos))
+    declared: set[str] = set()
+    for p in params:
+        for n in ast.names_in(p.value):
+            if n.id not in declared and n.id not in CONSTANTS:
+                hint = ("parameters may only use parameters declared before them"
+                        if n.id in {q.name for q in params} else
+                        _did_you_mean(n.id, sorted(declared)) if declared else None)
+                c.error(f"unknown name '{n.id}' in the value of '{p.name}'", n.pos, hint)
+        for call in ast.calls_in(p.value):
+            if call.func not in ("sqrt", "exp", "log"):
+                c.error(f"function '{call.func}' is not allowed in a parameter value", call.pos,
+                        "parameter values may use sqrt, exp and log")
+        declared.add(p.name)
+    pnames = {p.name for p in params}
+
+    # data
+    if "data" in seen:
+        v = _single_value(c, seen["data"], "data model")
+        if v is not None and not (isinstance(v, ast.Name) and v.id == "gaussian"):
+            c.error("a committee model takes `data gaussian` (x ~ N(0, I_d))", v.pos,
+                    "Gaussian-mixture data belongs to the DMFT family")
+
+    # teacher
+    teacher = None
+    if "teacher" not in seen:
+        c.error("the model has no `teacher` statement", mf.pos,
+                "add e.g. `teacher committee(width = k, activation = erf(z / sqrt(2)))`")
+    else:
+        st = seen["teacher"]
+        v = _single_value(c, st, "network, e.g. committee(width = k, activation = ...)")
+        if isinstance(v, ast.Call) and v.func == "committee":
+            kw = _kwargs(c, v, ("width", "activation", "readout", "noise"), "teacher committee")
+            teacher = _network_parts(c, v, kw, pnames, "teacher")
+            if teacher is not None:
+                w, act, ro = teacher
+                noise = kw["noise"].value if "noise" in kw else None
+                if noise is not None:
+                    _check_expr(c, noise, pnames, "the label noise")
+                teacher = Teacher(w, act, ro, _default(noise, v.pos, Fraction(0)), v.pos)
+        elif v is not None:
+            c.error("the teacher must be `committee(...)`", v.pos,
+                    "e.g. teacher committee(width = k, activation = erf(z / sqrt(2)))")
+
+    # student
+    student = None
+    if "student" not in seen:
+        c.error("the model has no `student` statement", mf.pos,
+                "add e.g. `student committee(width = p, activation = erf(z / sqrt(2)))`")
+    else:
+        st = seen["student"]
+        v = _single_value(c, st, "network, e.g. committee(width = p, activation = ...)")
+        if isinstance(v, ast.Call) and v.func == "committee":
+            kw = _kwargs(c, v, ("width", "activation", "readout", "second_layer"),
+                         "student committee")
+            parts = _network_parts(c, v, kw, pnames, "student")
+            trained, rate, fixed = False, None, None
+            if "second_layer" in kw:
+                sl = kw["second_layer"].value
+                if isinstance(sl, ast.Call) and sl.func == "fixed":
+                    if sl.kwargs or len(sl.args) > 1:
+                        c.error("fixed() takes one value (a number or a list)", sl.pos)
+                    fixed = sl.args[0] if sl.args else None
+                elif isinstance(sl, ast.Name) and sl.id == "fixed":
+                    fixed = None
+                elif isinstance(sl, ast.Call) and sl.func == "trained":
+                    trained = True
+                    k2 = _kwargs(c, sl, ("rate",), "trained()")
+                    rate = k2["rate"].value if "rate" in k2 else None
+                    if rate is not None:
+                        _check_expr(c, rate, pnames, "the second-layer rate")
+                elif isinstance(sl, ast.Name) and sl.id == "trained":
+                    trained = True
+                else:
+                    c.error("second_layer must be fixed(VALUE) or trained(rate = R)", sl.pos,
+                            "fixed(1) keeps a_j = 1; trained(rate = 1) learns a with "
+                            "da/dt = rate · E[𝓔 σ(λ)]")
+            if parts is not None:
+                w, act, ro = parts
+                student = Student(w, act, ro, trained, rate, fixed, v.pos)
+        elif v is not None:
+            c.error("the student must be `committee(...)`", v.pos,
+                    "e.g. student committee(width = p, activation = erf(z / sqrt(2)))")
+
+    # loss
+    loss = None
+    if "loss" in seen:
+        v = _single_value(c, seen["loss"], "loss expression of y and yhat")
+        if v is not None and not (isinstance(v, ast.Name) and v.id == "square"):
+            _check_expr(c, v, {"y", "yhat"}, "the loss")
+            if not any(n.id == "yhat" for n in ast.names_in(v)):
+                c.error("the loss does not depend on the prediction 'yhat'", v.pos,
+                        "e.g. loss (y - yhat)**2 / 2, or loss log(1 + exp(-y * yhat))")
+            loss = v
+
+    # sgd
+    lr, batch = None, None
+    if "sgd" not in seen:
+        c.error("the model has no `sgd` statement", mf.pos,
+                "add e.g. `sgd learning_rate = gamma, batch = 1`")
+    else:
+        st = seen["sgd"]
+        got = _items(c, st, ("learning_rate", "batch"))
+        lr, batch = got.get("learning_rate"), got.get("batch")
+        if lr is None:
+            c.error("`sgd` needs a learning_rate", st.pos, "e.g. sgd learning_rate = gamma")
+        for e in (lr, batch):
+            if e is not None:
+                _check_expr(c, e, pnames, "sgd")
+
+    # regime
+    regime = Regime("high_dimensional")
+    if "regime" in seen:
+        v = _single_value(c, seen["regime"], "regime")
+        if isinstance(v, ast.Name) and v.id in ("gradient_flow", "high_dimensional"):
+            regime = Regime(v.id, pos=v.pos)
+        elif isinstance(v, ast.Call) and v.func == "exponents":
+            kw = _kwargs(c, v, ("kappa", "delta"), "exponents()")
+            nums = {}
+            for key in ("kappa", "delta"):
+                e = kw[key].value if key in kw else None
+                val = _const(e) if e is not None else Fraction(0)
+                if val is None:
+                    c.error(f"{key} must be a number", e.pos if e else v.pos)
+                nums[key] = val
+            regime = Regime("exponents", nums["kappa"], nums["delta"], v.pos)
+        elif v is not None:
+            name = v.func if isinstance(v, ast.Call) else getattr(v, "id", "?")
+            c.error(f"unknown regime '{name}'", v.pos,
+                    "use gradient_flow, high_dimensional or exponents(kappa = K, delta = D)")
+
+    # init
+    init: dict[str, ast.Expr] = {}
+    rinit = None
+    for st in by_kw.get("init", []):
+        for it in st.items:
+            if it.name is None:
+                v = it.value
+                if isinstance(v, ast.Call) and v.func == "random":
+                    kw = _kwargs(c, v, ("d", "seed", "teacher", "scale"), "random()")
+                    t = kw["teacher"].value if "teacher" in kw else None
+                    tname = "orthonormal"
+                    if t is not None:
+                        if isinstance(t, ast.Name) and t.id in ("orthonormal", "gaussian"):
+                            tname = t.id
+                        else:
+                            c.error("teacher must be orthonormal or gaussian", t.pos)
+                    if "d" not in kw:
+                        c.error("random() needs the dimension d", v.pos,
+                                "e.g. init random(d = 1000, seed = 0)")
+                    for key in ("d", "seed", "scale"):
+                        if key in kw:
+                            _check_expr(c, kw[key].value, pnames, "random()")
+                    rinit = RandomInit(
+                        kw["d"].value if "d" in kw else ast.Number(Fraction(1000), "1000", v.pos),
+                        kw["seed"].value if "seed" in kw else ast.Number(Fraction(0), "0", v.pos),
+                        tname, kw["scale"].value if "scale" in kw else None, v.pos)
+                else:
+                    c.error("init takes `NAME = VALUE` items or random(d = ..., seed = ...)",
+                            it.pos)
+                continue
+            if it.name not in STATE_NAMES:
+                c.error(f"unknown order parameter '{it.name}'", it.pos,
+                        _did_you_mean(it.name, STATE_NAMES))
+            elif it.name in init:
+                c.error(f"initial value of '{it.name}' given twice", it.pos)
+            else:
+                for n in ast.names_in(it.value):
+                    if n.id not in pnames and n.id not in CONSTANTS:
+                        c.error(f"unknown name '{n.id}' in the initial value of {it.name}",
+                                n.pos, _did_you_mean(n.id, sorted(pnames)) if pnames else None)
+                init[it.name] = it.value
+    if rinit is None and not ({"Q", "M"} <= set(init)):
+        missing = [n for n in ("Q", "M") if n not in init]
+        c.error(f"no initial value for {' and '.join(missing)}",
+                by_kw["init"][0].pos if "init" in by_kw else mf.pos,
+                "add e.g. `init Q = 0.5 * identity(p), M = zeros(p, k)` or "
+                "`init random(d = 1000, seed = 0)`")
+    if rinit is not None and {"Q", "M"} & set(init):
+        c.error("init gives both random(...) and explicit overlaps", rinit.pos,
+                "keep one of them")
+
+    # time
+    t_max: ast.Expr = ast.Number(Fraction(100), "100", mf.pos)
+    if "time" in seen:
+        got = _items(c, seen["time"], ("t_max",))
+        if "t_max" in got:
+            _check_expr(c, got["t_max"], pnames, "the time horizon")
+            t_max = got["t_max"]
+        else:
+            c.error("`time` needs t_max", seen["time"].pos, "e.g. time t_max = 1000")
+
+    # latex names
+    latex: dict[str, str] = {}
+    for st in by_kw.get("latex", []):
+        for it in st.items:
+            if it.name is None or not isinstance(it.value, ast.String):
+                c.error('latex items are NAME = "LaTeX"', it.pos,
+                        'e.g. latex gamma = "\\gamma"')
+            elif it.name not in pnames:
+                c.error(f"latex name for unknown parameter '{it.name}'", it.pos,
+                        _did_you_mean(it.name, sorted(pnames)) if pnames else None)
+            else:
+                latex[it.name] = it.value.value
+
+    if c.errors or teacher is None or student is None or lr is None:
+        raise SpecError(c.errors or [Diagnostic("incomplete model", mf.source.path)])
+    return CommitteeSpec(
+        name=mf.name, title=mf.title, source=mf.source, pos=mf.pos, params=tuple(params),
+        teacher=teacher, student=student, loss=loss, learning_rate=lr,
+        batch=_default(batch, mf.pos, Fraction(1)), regime=regime, init=init,
+        random_init=rinit, t_max=t_max, latex_names=latex)
+
+
+def _items(c: _Collector, st: ast.Statement, allowed: tuple[str, ...]) -> dict[str, ast.Expr]:
+    out: dict[str, ast.Expr] = {}
+    for it in st.items:
+        if it.name is None:
+            c.error(f"`{st.keyword}` takes `NAME = VALUE` items", it.pos,
+                    "allowed names: " + ", ".join(allowed))
+        elif it.name not in allowed:
+            c.error(f"unknown setting '{it.name}' of `{st.keyword}`", it.pos,
+                    _did_you_mean(it.name, allowed))
+        elif it.name in out:
+            c.error(f"'{it.name}' given twice", it.pos)
+        else:
+            out[it.name] = it.value
+    return out
+
+
+def _const(e: ast.Expr) -> Fraction | None:
+    if isinstance(e, ast.Number):
+        return e.value
+    if isinstance(e, ast.Neg):
+        inner = _const(e.operand)
+        return -inner if inner is not None else None
+    if isinstance(e, ast.BinOp) and e.op in "+-*/":
+        a, b = _const(e.left), _const(e.right)
+        if a is None or b is None or (e.op == "/" and b == 0):
+            return None
+        return {"+": a + b, "-": a - b, "*": a * b, "/": a / b if b else a}[e.op]
+    return None
+
+
+def _network_parts(c: _Collector, call: ast.Call, kw: dict[str, ast.KeywordArg],
+                   pnames: set[str], who: str) -> tuple[ast.Expr, ast.Expr, ast.Expr] | None:
+    ok = True
+    for key in ("width", "activation"):
+        if key not in kw:
+            c.error(f"the {who} needs a {key}", call.pos,
+                    f"e.g. {who} committee(width = {'k' if who == 'teacher' else 'p'}, "
+                    "activation = erf(z / sqrt(2)))")
+            ok = False
+    if not ok:
+        return None
+    width = kw["width"].value
+    _check_expr(c, width, pnames, f"the {who} width")
+    act = kw["activation"].value
+    _check_expr(c, act, {"z"}, f"the {who} activation")
+    if not any(n.id == "z" for n in ast.names_in(act)):
+        c.error(f"the {who} activation does not depend on z", act.pos,
+                "write the activation as a function of z, e.g. erf(z / sqrt(2))")
+    ro = kw["readout"].value if "readout" in kw else None
+    if ro is not None:
+        _check_expr(c, ro, pnames, f"the {who} readout")
+    else:
+        ro = ast.BinOp("/", ast.Number(Fraction(1), "1", call.pos), width, call.pos)
+    return width, act, ro
+
+
+# ---------------------------------------------------------------------------------------------
+# resolution to numbers
+
+
+def resolve(spec: CommitteeSpec, overrides: Mapping[str, float] | None = None,
+            init_overrides: Mapping[str, np.ndarray] | None = None,
+            init_source: str = "--init", use_spec_init: bool = True) -> Resolved:
+    """Evaluate parameters (with `overrides`), sizes and the initial state, checking each.
+
+    Raises `UsageError` for unknown override names and `SpecError` (all problems at once)
+    for values out of range, wrong shapes and an initial covariance Ω that is not symmetric
+    positive semi-definite.
+    """
+    overrides = dict(overrides or {})
+    unknown = [n for n in overrides if n not in spec.param_names]
+    if unknown:
+        raise UsageError(f"unknown parameter(s) {', '.join(unknown)} in --set; this model has: "
+                         + ", ".join(spec.param_names))
+    errors: list[Diagnostic] = []
+
+    def err(msg: str, pos: ast.Pos, hint: str | None = None) -> None:
+        errors.append(spec.diagnostic(msg, pos, hint))
+
+    env: dict[str, float] = {}
+    for p in spec.params:
+        if p.name in overrides:
+            env[p.name] = float(overrides[p.name])
+            continue
+        try:
+            v = evaluate(p.value, env)
+            if isinstance(v, np.ndarray):
+                err(f"parameter '{p.name}' must be a number, not a list", p.value.pos)
+                v = 0.0
+            env[p.name] = float(v)
+        except EvalError as e:
+            errors.append(e.diagnostic(spec.source))
+            env[p.name] = float("nan")
+
+    def num(e: ast.Expr, what: str, extra: Mapping[str, float] | None = None) -> float:
+        try:
+            v = evaluate(e, {**env, **(extra or {})})
+        except EvalError as ex:
+            errors.append(ex.diagnostic(spec.source))
+            return float("nan")
+        if isinstance(v, np.ndarray):
+            err(f"{what} must be a number", e.pos)
+            return float("nan")
+        return float(v)
+
+    def size(e: ast.Expr, what: str) -> int:
+        v = num(e, what)
+        if not (v == v and v == int(v) and 1 <= v <= MAX_WIDTH):
+            err(f"{what} must be a whole number between 1 and {MAX_WIDTH}, got {v:g}", e.pos,
+                "set it with --set or in `param`")
+            return 1
+        return int(v)
+
+    p = size(spec.student.width, "the student width")
+    k = size(spec.teacher.width, "the teacher width")
+    c_p = num(spec.student.readout, "the student readout scale")
+    c_k = num(spec.teacher.readout, "the teacher readout scale")
+    for v, e, who in ((c_p, spec.student.readout, "student"), (c_k, spec.teacher.readout,
+                                                               "teacher")):
+        if not v > 0:
+            err(f"the {who} readout scale must be positive, got {v:g}", e.pos)
+    gamma = num(spec.learning_rate, "the learning rate")
+    if not gamma > 0:
+        err(f"the learning rate must be positive, got {gamma:g}", spec.learning_rate.pos)
+    b = num(spec.batch, "the batch size")
+    if not (b == int(b) and b >= 1):
+        err(f"the batch size must be a whole number ≥ 1, got {b:g}", spec.batch.pos)
+        b = 1
+    Delta = num(spec.teacher.noise, "the label noise")
+    if not Delta >= 0:
+        err(f"the label noise variance Δ must be ≥ 0, got {Delta:g}", spec.teacher.noise.pos)
+    rate = 1.0
+    if spec.student.rate is not None:
+        rate = num(spec.student.rate, "the second-layer rate")
+        if not rate >= 0:
+            err(f"the second-layer rate must be ≥ 0, got {rate:g}", spec.student.rate.pos)
+    t_max = num(spec.t_max, "t_max")
+    if not t_max > 0:
+        err(f"t_max must be positive, got {t_max:g}", spec.t_max.pos)
+
+    shapes = {"Q": (p, p), "M": (p, k), "P": (k, k), "a": (p,), "a_star": (k,)}
+    init: dict[str, np.ndarray] = {}
+    if errors:
+        raise SpecError(errors)
+    if not use_spec_init:  # only parameters matter (e.g. a bare vector field): neutral overlaps
+        init.update(Q=np.eye(p), M=np.zeros((p, k)), P=np.eye(k))
+    elif spec.random_init is not None:
+        init.update(_random_overlaps(spec, p, k, num, size, err))
+    for name in STATE_NAMES:
+        if name in spec.init and use_spec_init:
+            try:
+                init[name] = np.asarray(evaluate(spec.init[name], env), dtype=float)
+            except EvalError as e:
+                errors.append(e.diagnostic(spec.source))
+    if "P" not in init:
+        init["P"] = np.eye(k)
+    if "a" not in init:
+        base = 1.0
+        if spec.student.second_layer is not None:
+            try:
+                base = evaluate(spec.student.second_layer, env)
+            except EvalError as e:
+                errors.append(e.diagnostic(spec.source))
+        init["a"] = np.asarray(base, dtype=float)
+    if "a_star" not in init:
+        init["a_star"] = np.asarray(1.0)
+    for name, arr in (init_overrides or {}).items():
+        init[name] = np.asarray(arr, dtype=float)
+    for name, shape in shapes.items():
+        if name not in init:
+            continue
+        arr = init[name]
+        if arr.ndim == 0:  # scalars broadcast: 0.5 means 0.5 everywhere (a, a_star) or identity
+            arr = np.full(shape, float(arr)) if len(shape) == 1 or name == "M" else \
+                float(arr) * np.eye(shape[0])
+        init[name] = arr
+        if arr.shape != shape:
+            where = _init_pos(spec, name)
+            msg = (f"initial {name} has shape {_shape_text(arr.shape)}, but p = {p} and k = {k} "
+                   f"need {_shape_text(shape)}")
+            if name in (init_overrides or {}):
+                errors.append(Diagnostic(msg, init_source, hint="fix the JSON file"))
+            else:
+                err(msg, where, "give a matrix of the right size, or use identity()/zeros()")
+        elif not np.all(np.isfinite(arr)):
+            err(f"initial {name} has non-finite entries", _init_pos(spec, name))
+    if errors:
+        raise SpecError(errors)
+    for name in ("Q", "P"):
+        a = init[name]
+        if not np.allclose(a, a.T, rtol=1e-10, atol=1e-12):
+            err(f"initial {name} is not symmetric", _init_pos(spec, name),
+                f"{name} is a Gram matrix of weight vectors: make it symmetric")
+    if not errors and "Q" in init and "M" in init:
+        omega = np.block([[init["Q"], init["M"]], [init["M"].T, init["P"]]])
+        lo = float(np.linalg.eigvalsh(omega).min())
+        if lo < -1e-10 * max(1.0, float(np.abs(omega).max())):
+            err(f"the initial covariance Ω = [[Q, M], [Mᵀ, P]] is not positive semi-definite "
+                f"(smallest eigenvalue {lo:.3g})", _init_pos(spec, "M"),
+                "overlaps must come from real weight vectors: |M_jr|² ≤ Q_jj P_rr and more")
+    if errors:
+        raise SpecError(errors)
+    return Resolved(env, p, k, c_p, c_k, gamma, int(b), Delta, rate, t_max, init)
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "×".join(map(str, shape)) if shape else "scalar"
+
+
+def _init_pos(spec: CommitteeSpec, name: str) -> ast.Pos:
+    if name in spec.init:
+        return spec.init[name].pos
+    if spec.random_init is not None:
+        return spec.random_init.pos
+    return spec.pos
+
+
+def _random_overlaps(spec, p, k, num, size, err) -> dict[str, np.ndarray]:  # noqa: ANN001
+    """Overlaps of weights drawn at dimension d: W ~ N(0, scale²), W* Gaussian or orthonormal."""
+    ri = spec.random_init
+    d = num(ri.d, "d")
+    if not (d == int(d) and k <= d <= 10**6 and p <= d * 10**3):
+        err(f"d must be a whole number with k ≤ d ≤ 10⁶, got {d:g}", ri.d.pos)
+        return {}
+    seed = num(ri.seed, "seed")
+    if not (seed == int(seed) and seed >= 0):
+        err("seed must be a whole number ≥ 0", ri.seed.pos)
+        return {}
+    scale = num(ri.scale, "scale") if ri.scale is not None else 1.0
+    W, Ws = random_weights(p, k, int(d), int(seed), ri.teacher, scale)
+    d = int(d)
+    return {"Q": W @ W.T / d, "M": W @ Ws.T / d, "P": Ws @ Ws.T / d}
+
+
+def random_weights(p: int, k: int, d: int, seed: int, teacher: str = "orthonormal",
+                   scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Student W (p×d, i.i.d. N(0, scale²)) and teacher W* (k×d; rows of norm √d, orthogonal,
+    when `teacher == "orthonormal"`, else i.i.d. N(0, 1)), from one seeded generator."""
+    rng = np.random.default_rng(seed)
+    Ws = rng.standard_normal((k, d))
+    if teacher == "orthonormal":
+        q, _ = np.linalg.qr(Ws.T)
+        Ws = q.T * np.sqrt(d)
+    W = scale * rng.standard_normal((p, d))
+    return W, Ws

@@ -1,0 +1,162 @@
+"""Numeric evaluation of spec expressions (parameters, sizes, initial overlaps).
+
+The spec layer needs numbers to check a model before any derivation: sizes must be positive
+integers, initial covariances positive semi-definite, and so on. Expressions here are evaluated
+with numpy in float64; the derivation converts the same expressions to exact sympy separately.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+
+from eqgen.errors import Diagnostic
+from eqgen.spec import ast
+
+Value = float | np.ndarray
+
+
+class EvalError(Exception):
+    """An expression could not be evaluated; carries the position of the culprit."""
+
+    def __init__(self, message: str, pos: ast.Pos, hint: str | None = None):
+        super().__init__(message)
+        self.pos = pos
+        self.hint = hint
+
+    def diagnostic(self, source: ast.SourceFile) -> Diagnostic:
+        return Diagnostic(str(self), source.path, self.pos.line, self.pos.col, self.pos.width,
+                          source.line(self.pos.line), self.hint)
+
+
+def _size(x: Value, pos: ast.Pos) -> int:
+    if isinstance(x, np.ndarray) or x != int(x) or x < 0 or x > 100_000:
+        raise EvalError("a matrix size must be a whole number between 0 and 100000", pos)
+    return int(x)
+
+
+def _identity(n: Value, pos: ast.Pos) -> np.ndarray:
+    return np.eye(_size(n, pos))
+
+
+def _zeros(n: Value, m: Value | None = None, pos: ast.Pos = ast.Pos(0, 0)) -> np.ndarray:
+    return np.zeros((_size(n, pos), _size(m if m is not None else n, pos)))
+
+
+def _ones(n: Value, m: Value | None = None, pos: ast.Pos = ast.Pos(0, 0)) -> np.ndarray:
+    if m is None:
+        return np.ones(_size(n, pos))
+    return np.ones((_size(n, pos), _size(m, pos)))
+
+
+def _diag(v: Value, pos: ast.Pos) -> np.ndarray:
+    arr = np.atleast_1d(np.asarray(v, dtype=float))
+    if arr.ndim != 1:
+        raise EvalError("diag expects a list of numbers", pos)
+    return np.diag(arr)
+
+
+def _relu(x: Value) -> Value:
+    return np.maximum(x, 0.0)
+
+
+# name -> (function, number of arguments accepted, whether it needs the call position)
+NUMERIC_FUNCTIONS: dict[str, tuple[Callable[..., Any], tuple[int, ...], bool]] = {
+    "sqrt": (np.sqrt, (1,), False),
+    "exp": (np.exp, (1,), False),
+    "log": (np.log, (1,), False),
+    "abs": (np.abs, (1,), False),
+    "tanh": (np.tanh, (1,), False),
+    "erf": (np.vectorize(math.erf, otypes=[float]), (1,), False),
+    "relu": (_relu, (1,), False),
+    "identity": (_identity, (1,), True),
+    "zeros": (_zeros, (1, 2), True),
+    "ones": (_ones, (1, 2), True),
+    "diag": (_diag, (1,), True),
+}
+CONSTANTS = {"pi": math.pi}
+
+
+def evaluate(expr: ast.Expr, env: Mapping[str, Value]) -> Value:
+    """Evaluate `expr` with the names in `env` (and `pi`), raising `EvalError` at the culprit."""
+    with np.errstate(all="ignore"):
+        value = _eval(expr, env)
+    if np.any(~np.isfinite(np.asarray(value, dtype=float))):
+        raise EvalError("this expression does not evaluate to a finite number", expr.pos,
+                        "check for division by zero, log of a non-positive number or overflow")
+    return value
+
+
+def _eval(expr: ast.Expr, env: Mapping[str, Value]) -> Value:
+    match expr:
+        case ast.Number():
+            v = float(expr.value) if abs(expr.value) < 1e300 else math.inf
+            return v
+        case ast.Name():
+            if expr.id in env:
+                return env[expr.id]
+            if expr.id in CONSTANTS:
+                return CONSTANTS[expr.id]
+            raise EvalError(f"unknown name '{expr.id}'", expr.pos, _names_hint(expr.id, env))
+        case ast.String():
+            raise EvalError("a string is not allowed here", expr.pos, "write a number")
+        case ast.Neg():
+            return -_eval(expr.operand, env)
+        case ast.BinOp():
+            a, b = _eval(expr.left, env), _eval(expr.right, env)
+            if expr.op in "*/" and isinstance(a, np.ndarray) and isinstance(b, np.ndarray) \
+                    and a.shape != b.shape:
+                raise EvalError(f"shapes {a.shape} and {b.shape} do not match", expr.pos,
+                                "'*' and '/' act entry by entry on equal shapes")
+            try:
+                if expr.op == "+":
+                    return a + b
+                if expr.op == "-":
+                    return a - b
+                if expr.op == "*":
+                    return a * b
+                if expr.op == "/":
+                    if not isinstance(b, np.ndarray) and b == 0:
+                        raise EvalError("division by zero", expr.pos)
+                    return a / b
+                if isinstance(b, np.ndarray):
+                    raise EvalError("an exponent must be a number", expr.pos)
+                if abs(b) > 1e4:
+                    raise EvalError("exponent too large", expr.pos)
+                return np.power(a, b) if isinstance(a, np.ndarray) else float(a) ** float(b)
+            except (ValueError, OverflowError, ZeroDivisionError) as e:
+                raise EvalError(f"cannot evaluate: {e}", expr.pos) from None
+        case ast.ListExpr():
+            items = [_eval(i, env) for i in expr.items]
+            if not items:
+                raise EvalError("empty list", expr.pos)
+            shapes = {np.shape(i) for i in items}
+            if len(shapes) != 1:
+                raise EvalError("rows of a matrix must all have the same length", expr.pos)
+            return np.array(items, dtype=float)
+        case ast.Call():
+            if expr.func not in NUMERIC_FUNCTIONS:
+                raise EvalError(f"unknown function '{expr.func}' in a numeric value", expr.pos,
+                                "known here: " + ", ".join(sorted(NUMERIC_FUNCTIONS)))
+            fn, arities, wants_pos = NUMERIC_FUNCTIONS[expr.func]
+            if expr.kwargs:
+                raise EvalError(f"{expr.func}() takes no keyword arguments", expr.kwargs[0].pos)
+            if len(expr.args) not in arities:
+                raise EvalError(f"{expr.func}() takes {' or '.join(map(str, arities))} "
+                                f"argument(s), got {len(expr.args)}", expr.pos)
+            args = [_eval(a, env) for a in expr.args]
+            return fn(*args, pos=expr.pos) if wants_pos else fn(*args)
+    raise EvalError("cannot evaluate this", expr.pos)  # pragma: no cover
+
+
+def _names_hint(name: str, env: Mapping[str, Value]) -> str:
+    import difflib
+
+    known = sorted(set(env) | set(CONSTANTS))
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        return f"did you mean '{close[0]}'?"
+    return "declare it with `param " + name + " = ...`" if known else "declare it with param"

@@ -1,0 +1,198 @@
+"""Derivation of the order-parameter ODEs of online SGD in two-layer networks (THEORY §1).
+
+The result, `CommitteeEquations`, is symbolic and in index form: it says which Gaussian
+integrals (I2, I3, I4, J2) appear, between which classes of units, with their closed forms (or a
+statement that they are integrated numerically), and how the ODE combines them. It is valid for
+every p and k; the code generator turns it into vectorised JAX.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import sympy as sp
+
+from eqgen.errors import SpecError
+from eqgen.spec.committee import CommitteeSpec
+from eqgen.symbolic import convert
+from eqgen.symbolic.expectations import expectation
+from eqgen.theories.regimes import NoOdeLimit, RegimeInfo, classify
+
+Z = convert.Z
+
+# Quadrature orders (per dimension) for integrals without a closed form.
+QUADRATURE_ORDER = {1: 64, 2: 32, 3: 16, 4: 10}
+# Nodes per dimension, and the largest grid, for the joint expectation of non-square losses.
+JOINT_ORDER = 8
+JOINT_MAX_NODES = 2_000_000
+
+
+@dataclass(frozen=True)
+class UnitClass:
+    """Units sharing one activation: `student`, `teacher`, or `units` when both coincide."""
+
+    name: str
+    activation: sp.Expr
+    members: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Integral:
+    """One Gaussian integral family, e.g. I3 with the third unit in class `teacher`."""
+
+    name: str  # python identifier of the generated function, e.g. "i3_teacher"
+    kind: str  # I2 | I3 | I4 | J2
+    classes: tuple[str, ...]
+    factors: tuple[sp.Expr, ...]  # one function of z per field
+    args: tuple[sp.Symbol, ...]  # covariance entries C11, C12, ..., upper triangle, row-major
+    expr: sp.Expr | None  # closed form in `args`, or None: numerical
+    method: str
+    order: int | None = None  # Gauss–Hermite order per dimension when numerical
+
+    @property
+    def dim(self) -> int:
+        return len(self.factors)
+
+    @property
+    def exact(self) -> bool:
+        return self.expr is not None
+
+
+@dataclass(frozen=True)
+class CommitteeEquations:
+    """The derived ODE system of a committee model (symbolic, index form)."""
+
+    spec: CommitteeSpec
+    regime: RegimeInfo
+    sigma: sp.Expr
+    sigma_prime: sp.Expr
+    g: sp.Expr
+    classes: tuple[UnitClass, ...]
+    square_loss: bool
+    loss: sp.Expr  # ℓ(y, ŷ)
+    error_signal: sp.Expr  # 𝓔 = −∂ℓ/∂ŷ
+    integrals: tuple[Integral, ...]
+    trained: bool
+    scalars: dict[str, sp.Expr]  # c_p, c_k, gamma, batch, Delta, rate as expressions of params
+    param_symbols: dict[str, sp.Symbol]
+
+    def integral(self, name: str) -> Integral:
+        return next(i for i in self.integrals if i.name == name)
+
+    def integrals_of(self, kind: str) -> list[Integral]:
+        return [i for i in self.integrals if i.kind == kind]
+
+
+def cov_symbols(n: int) -> tuple[sp.Matrix, tuple[sp.Symbol, ...]]:
+    """A symmetric symbolic covariance of n fields and its upper-triangle entries C11, C12, ..."""
+    entries: dict[tuple[int, int], sp.Symbol] = {}
+    for i in range(n):
+        for j in range(i, n):
+            entries[i, j] = sp.Symbol(f"C{i + 1}{j + 1}", positive=True) if i == j else \
+                sp.Symbol(f"C{i + 1}{j + 1}", real=True)
+    mat = sp.Matrix(n, n, lambda i, j: entries[min(i, j), max(i, j)])
+    return mat, tuple(entries[k] for k in sorted(entries))
+
+
+def _expect(name: str, kind: str, classes: tuple[str, ...], factors: tuple[sp.Expr, ...]
+            ) -> Integral:
+    cov, args = cov_symbols(len(factors))
+    res = expectation(list(factors), cov, Z)
+    order = None if res.expr is not None else QUADRATURE_ORDER[len(factors)]
+    return Integral(name, kind, classes, factors, args, res.expr, res.method, order)
+
+
+def _check_differentiable(spec: CommitteeSpec, sigma: sp.Expr) -> None:
+    d1 = sp.diff(sigma, Z)
+    if d1.has(sp.DiracDelta) or d1.has(sp.Derivative) or d1.has(sp.Subs):
+        raise SpecError(spec.diagnostic(
+            "the student activation is not differentiable, but SGD needs σ'",
+            spec.student.activation.pos,
+            "use a differentiable activation (erf, tanh, relu, polynomials, ...)"))
+
+
+def student_activation(spec: CommitteeSpec) -> sp.Expr:
+    """σ(z) of the student, checked to have a usable derivative."""
+    sigma = convert.activation(spec.student.activation)
+    _check_differentiable(spec, sigma)
+    return sigma
+
+
+def regime_of(spec: CommitteeSpec) -> RegimeInfo:
+    """The spec's regime, or `SpecError` (with the reason) when no ODE limit exists."""
+    r = spec.regime
+    try:
+        return classify(r.kind, r.kappa, r.delta)
+    except NoOdeLimit as e:
+        raise SpecError(spec.diagnostic(str(e), r.pos,
+                                        "choose exponents with −δ < (κ + 1)/2")) from None
+
+
+def joint_nodes(p: int, k: int) -> int:
+    """Quadrature nodes of the joint (λ, ν, ξ) grid used for non-square losses."""
+    return JOINT_ORDER ** (p + k + 1)
+
+
+def check_joint_size(spec: CommitteeSpec, p: int, k: int) -> None:
+    """Refuse non-square losses whose joint quadrature grid would be too large."""
+    if spec.loss is None:
+        return
+    n = joint_nodes(p, k)
+    if n > JOINT_MAX_NODES:
+        raise SpecError(spec.diagnostic(
+            f"a non-square loss needs a joint quadrature over p + k + 1 = {p + k + 1} "
+            f"Gaussian fields: {JOINT_ORDER}^{p + k + 1} = {n:.3g} nodes per evaluation "
+            f"(limit {JOINT_MAX_NODES:.0e})", spec.loss.pos,
+            f"use p + k ≤ {int(np.log(JOINT_MAX_NODES) / np.log(JOINT_ORDER)) - 1}, "
+            "or the square loss (exact index-form ODE for any p, k)"))
+
+
+def derive(spec: CommitteeSpec) -> CommitteeEquations:
+    """Derive the ODEs of THEORY §1.2 for `spec` (square loss: index form with closed forms)."""
+    regime = regime_of(spec)
+    sigma = student_activation(spec)
+    g = convert.activation(spec.teacher.activation)
+    sigma_prime = sp.diff(sigma, Z)
+    same = sp.simplify(sigma - g) == 0
+    if same:
+        classes = (UnitClass("units", sigma, ("student", "teacher")),)
+    else:
+        classes = (UnitClass("student", sigma, ("student",)),
+                   UnitClass("teacher", g, ("teacher",)))
+    loss = convert.loss(spec.loss)
+    y, yhat = convert.Y, convert.YHAT
+    error_signal = sp.simplify(-sp.diff(loss, yhat))
+    square = sp.expand(error_signal - (y - yhat)) == 0
+
+    integrals: list[Integral] = []
+    if square:
+        names = [c.name for c in classes]
+        act = {c.name: c.activation for c in classes}
+        for i, a in enumerate(names):
+            for b in names[i:]:
+                integrals.append(_expect(f"i2_{a}_{b}", "I2", (a, b), (act[a], act[b])))
+        for c in names:
+            integrals.append(_expect(f"i3_{c}", "I3", (c,), (sigma_prime, Z, act[c])))
+        integrals.append(_expect("j2", "J2", (), (sigma_prime, sigma_prime)))
+        if regime.variance:
+            for i, a in enumerate(names):
+                for b in names[i:]:
+                    integrals.append(_expect(f"i4_{a}_{b}", "I4", (a, b),
+                                             (sigma_prime, sigma_prime, act[a], act[b])))
+
+    syms = {p.name: sp.Symbol(p.name, real=True) for p in spec.params}
+    scalars = {
+        "c_p": convert.to_sympy(spec.student.readout, syms),
+        "c_k": convert.to_sympy(spec.teacher.readout, syms),
+        "gamma": convert.to_sympy(spec.learning_rate, syms),
+        "batch": convert.to_sympy(spec.batch, syms),
+        "Delta": convert.to_sympy(spec.teacher.noise, syms),
+        "rate": convert.to_sympy(spec.student.rate, syms) if spec.student.rate is not None
+        else sp.Integer(1),
+    }
+    return CommitteeEquations(
+        spec=spec, regime=regime, sigma=sigma, sigma_prime=sigma_prime, g=g,
+        classes=classes, square_loss=square, loss=loss, error_signal=error_signal,
+        integrals=tuple(integrals), trained=spec.student.trained, scalars=scalars,
+        param_symbols=syms)
