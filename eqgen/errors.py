@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,22 +27,55 @@ class Diagnostic:
     hint: str | None = None
 
     def format(self) -> str:
-        """Render as `file:line:col: error: message`, the line, a caret and the hint."""
+        """Render as `file:line:col: error: message`, the line, a caret and the hint.
+
+        Tabs in the quoted line are expanded and control characters shown as visible symbols
+        (one character each), and the caret is placed on the expanded text, so that it sits
+        under column `col` whatever the line holds.
+        """
         where = f"{self.path}:{self.line}:{self.col}" if self.line else self.path
         out = [f"{where}: error: {self.message}"]
         if self.source_line is not None and self.line:
-            text = self.source_line.rstrip("\n").expandtabs(4)
+            raw = self.source_line.rstrip("\r\n")
+            before = raw[: max(self.col - 1, 0)]
+            start = len(before.expandtabs(TAB))  # the caret's offset on the shown text
+            end = len(raw[: max(self.col - 1, 0) + max(self.width, 1)].expandtabs(TAB))
+            width = max(1, end - start)
+            text = visible(raw.expandtabs(TAB))
             if len(text) > 200:  # keep very long lines readable: show a window around the column
-                start = max(0, self.col - 100)
-                text = ("..." if start else "") + text[start : start + 200]
-                caret_col = self.col - start + (3 if start else 0)
-            else:
-                caret_col = self.col
+                first = max(0, start - 100)
+                text = ("..." if first else "") + text[first : first + 200]
+                start = start - first + (3 if first else 0)
             out.append(f"    {text}")
-            out.append("    " + " " * max(caret_col - 1, 0) + "^" * max(1, min(self.width, 80)))
+            out.append("    " + " " * start + "^" * max(1, min(width, 80)))
         if self.hint:
             out.append(f"  hint: {self.hint}")
         return "\n".join(out)
+
+    @property
+    def sort_key(self) -> tuple[int, int, int]:
+        """Diagnostics with a position first, in source order."""
+        return (0, self.line, self.col) if self.line else (1, 0, 0)
+
+
+TAB = 4
+
+
+def visible(text: str) -> str:
+    """`text` with each control, line-separator and format character replaced by one visible
+    symbol (␀ for NUL, ␉ for a tab, ..., � otherwise), so columns are kept."""
+    out = []
+    for ch in text:
+        o = ord(ch)
+        if o < 0x20:
+            out.append(chr(0x2400 + o))
+        elif o == 0x7F:
+            out.append("\u2421")
+        elif 0x80 <= o < 0xA0 or unicodedata.category(ch) in ("Zl", "Zp", "Cf", "Cs"):
+            out.append("\ufffd")
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
 class EqgenError(Exception):
@@ -61,7 +95,10 @@ class SpecError(EqgenError):
     def __init__(self, diagnostics: list[Diagnostic] | Diagnostic):
         if isinstance(diagnostics, Diagnostic):
             diagnostics = [diagnostics]
-        self.diagnostics = list(diagnostics)
+        # one entry per problem, grouped by file (in order of appearance), in source order
+        unique = list(dict.fromkeys(diagnostics))
+        files = {d.path: i for i, d in reversed(list(enumerate(unique)))}
+        self.diagnostics = sorted(unique, key=lambda d: (files[d.path], *d.sort_key))
         super().__init__("\n".join(d.format() for d in self.diagnostics))
 
     def format(self) -> str:

@@ -64,6 +64,7 @@ def _factor_name(eq: Any, f: sp.Expr, i: int) -> str:
 
 def committee_document(eq: Any) -> str:
     """A standalone document: setting, ODEs in index form, integrals, risk, time, regime."""
+    from eqgen.theories.committee import JOINT_ORDER
     spec = eq.spec
     z = convert.Z
     pn = _param_names(eq)
@@ -131,8 +132,8 @@ def committee_document(eq: Any) -> str:
         out.append(f"The loss is not the square loss: $\\mathcal{{E}} = -\\partial_{{\\hat y}}"
                    f"\\ell = {err}$ is not linear in the unit activations, and every expectation"
                    " is taken over the joint $(p+k+1)$-dimensional Gaussian $(\\lambda, \\nu, "
-                   "\\xi)$ by tensor Gauss--Hermite quadrature (order 8 per dimension, "
-                   "$8^{p+k+1}$ nodes per evaluation).\n")
+                   f"\\xi)$ by tensor Gauss--Hermite quadrature (order {JOINT_ORDER} per "
+                   f"dimension, ${JOINT_ORDER}^{{p+k+1}}$ nodes per evaluation).\n")
         out.append("\\begin{align}\n")
         lines = [r"\frac{dM_{jr}}{dt} &= a_j\, \mathbb{E}[\mathcal{E}\, \sigma'(\lambda_j)\, "
                  r"\nu_r]",

@@ -114,7 +114,7 @@ class Model:
         path = Path(out_dir) / f"{self.name}.py"
         modfile.check_source(text, str(path))
         modfile.write_atomic(path, text)
-        self._smoke_test(modfile.load_module(path))
+        self._smoke_test(modfile.load_module(path), evaluate=True)
         return path
 
     def _candidates(self) -> list[Path]:
@@ -141,14 +141,25 @@ class Model:
             self._module = module
         return self._module
 
-    def _smoke_test(self, module: ModuleType) -> None:
+    def _smoke_test(self, module: ModuleType, evaluate: bool = False) -> None:
+        """Trace the generated functions (and, with `evaluate`, run them once compiled), so a
+        user never meets an error inside a solver."""
+        import jax
         import jax.numpy as jnp
 
         r = self.defaults
         state = {k: jnp.asarray(v) for k, v in r.init.items()}
         params = {k: jnp.asarray(v) for k, v in r.params.items()}
-        d = module.vector_field(0.0, state, params)
-        module.observables(state, params)
+        if evaluate:
+            d = jax.jit(module.vector_field)(0.0, state, params)
+            obs = jax.jit(module.observables)(state, params)
+        else:
+            d = jax.eval_shape(module.vector_field, 0.0, state, params)
+            obs = jax.eval_shape(module.observables, state, params)
+        if evaluate and not all(bool(jnp.all(jnp.isfinite(v))) for v in
+                                (*d.values(), *obs.values())):
+            raise EqgenError(f"internal error: generated module {module.__name__} gives "
+                             "non-finite values at the spec's initial state")
         if set(d) != set(module.STATES):
             raise EqgenError(f"internal error: generated module {module.__name__} returns "
                              f"{sorted(d)}")

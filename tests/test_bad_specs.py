@@ -51,57 +51,15 @@ FORBIDDEN = re.compile(
 # ------------------------------------------------------------------------------------------
 # Known defects of eqgen (the expectation in the file is what should happen).
 
-CRASH = "eqgen crashes with an internal error (exit 4) instead of reporting the spec error"
 XFAIL_REPORT = {
-    "parenthesised_group_with_error": CRASH + ": any parenthesised group `(expr)` reaches "
-    "_Builder.expr as a lark 'atom' tree -> TypeError 'unknown node atom'",
-    "long_sum_then_error": CRASH + ": a 3000-term sum exhausts Python's recursion in "
-    "parser._Builder.expr (RecursionError)",
-    "deep_unary_minus": CRASH + ": 3000 unary minus signs exhaust the recursion in "
-    "parser._Builder.expr; the nesting check counts brackets only",
-    "nested_calls_sympy": CRASH + ": 150 nested calls pass the 200-bracket limit but make "
-    "sympy recurse too deep while checking the student activation (RecursionError)",
-    "many_digits": CRASH + ": a 5000-digit integer hits Python's int max-str-digits limit in "
-    "Fraction() (ValueError)",
-    "huge_exponent": "1e999999999 makes Fraction() build a billion-digit integer: "
-    "`eqgen check` hangs instead of refusing the number",
-    "empty": "a file with only comments is reported as 'the file ended in the middle of a "
-    "statement'; it should say the spec is empty (no `model` header)",
-    "non_utf8_after_unicode": "the column of an invalid UTF-8 byte is counted in bytes, not "
-    "characters, so it is off after a multi-byte character (43 instead of 41)",
-    "bom_then_error": "a UTF-8 byte-order mark at the start of the file is refused as "
-    "'unexpected character' (read the file as utf-8-sig)",
-    "duplicate_latex": "two `latex` names for the same parameter are accepted silently "
-    "(the later one wins)",
-    "two_random_inits": "two `init random(...)` items are accepted silently (the later wins)",
-    "wrong_shape_Q": "an error about a whole value points at its top-level operator (`*`) "
-    "instead of the start of the value",
     "regime_and_activation": "theory checks stop at the first problem: a refused regime hides "
     "a non-differentiable student activation",
-    "overflow_does_not_cascade": "one non-finite parameter is reported again at every use "
-    "('does not evaluate to a finite number', 'learning rate must be positive, got nan')",
 }
 # The defects above also break the hint and caret checks, except where the expected error is
 # reported well and the defect lies elsewhere (extra errors).
-SECONDARY = {k: v for k, v in XFAIL_REPORT.items() if k != "overflow_does_not_cascade"}
-XFAIL_HINT = {name: "no `hint:` line (DESIGN: every positioned error has a hint)" for name in (
-    "division_by_zero", "duplicate_argument", "duplicate_init", "duplicate_param",
-    "duplicate_sgd_setting", "empty_param", "exponent_too_large", "fixed_two_values",
-    "fractional_batch", "keyword_argument_to_function", "list_in_activation",
-    "loss_two_values", "negative_learning_rate", "form_feed",
-    "negative_matrix_size", "negative_noise", "negative_second_layer_rate", "negative_t_max",
-    "param_is_list", "param_without_name", "random_init_bad_d", "random_init_bad_teacher",
-    "ragged_matrix", "regime_kappa_not_number", "teacher_two_values", "three_range_errors",
-    "two_errors", "wrong_arity", "zero_batch", "zero_readout", "long_sum_then_error",
-)}
-XFAIL_CARET = {
-    "tab_and_junk": "the source line is shown with tabs expanded but the caret is not moved: "
-    "it sits 3 columns left of the error",
-    "form_feed": "lark counts lines by '\\n' but the quoted source line is found with "
-    "str.splitlines(), which also splits at form feeds: the wrong line is shown",
-    "line_separator_in_comment": "lark counts lines by '\\n' but the quoted source line is "
-    "found with str.splitlines(), which also splits at U+2028: the wrong line is shown",
-}
+SECONDARY = dict(XFAIL_REPORT)
+XFAIL_HINT: dict[str, str] = {}  # name -> reason: positioned errors without a `hint:` line
+XFAIL_CARET: dict[str, str] = {}  # name -> reason: wrong line quoted or caret misplaced
 
 
 # ------------------------------------------------------------------------------------------
@@ -305,6 +263,11 @@ def _squash(s: str) -> str:
     return re.sub(r"\s", "", s)
 
 
+def _shown(s: str) -> str:
+    """How a source line is quoted: control characters as visible symbols (NUL as ␀, ...)."""
+    return "".join(chr(0x2400 + ord(c)) if ord(c) < 0x20 and c != "\t" else c for c in s)
+
+
 @pytest.mark.parametrize("path", params({**XFAIL_CARET, **SECONDARY}))
 def test_bad_spec_caret_points_at_the_column(path: Path):
     """The quoted line is line LINE of the file (lines end at '\\n') and the caret sits under
@@ -314,7 +277,7 @@ def test_bad_spec_caret_points_at_the_column(path: Path):
     for e in case.expects:
         b = find(blocks, e)
         assert b and len(b.rest) >= 2, f"no quoted line for {describe(e)}"
-        source = lines[b.line - 1].rstrip("\r")
+        source = _shown(lines[b.line - 1].rstrip("\r"))
         shown = b.rest[0][4:]
         assert _squash(shown.removeprefix("...")) in _squash(source), \
             f"line {b.line} is {source[:120]!r}, but {shown[:120]!r} is shown"

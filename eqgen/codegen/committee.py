@@ -356,7 +356,8 @@ def module_source(eq: CommitteeEquations, *, header: str, defaults: dict[str, fl
     """The full text of the generated module for `eq` (deterministic)."""
     spec = eq.spec
     numerical = [i for i in eq.integrals if not i.exact]
-    imports = ["import jax.numpy as jnp", "import jax.scipy.special as jsp", "import numpy as np"]
+    imports = ["import jax", "import jax.numpy as jnp", "import jax.scipy.special as jsp",
+               "import numpy as np"]
     runtime = []
     code = "\n".join(jax_code(i.expr) for i in eq.integrals if i.exact)
     if "arcsin(" in code.replace("jnp.arcsin(", ""):
@@ -382,6 +383,7 @@ def module_source(eq: CommitteeEquations, *, header: str, defaults: dict[str, fl
         f'REGIME = "{eq.regime.name}"',
         f"SQUARE_LOSS = {eq.square_loss}",
     ]
+    imports += ["", 'jax.config.update("jax_enable_x64", True)  # float64 throughout']
     parts = [f'r"""{header}\n"""', "\n".join(imports), "\n".join(consts)]
     parts += _activation_functions(eq)
     parts.append(_scalars_function(eq))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -127,7 +128,7 @@ class Resolved:
 class _Collector:
     def __init__(self, mf: ast.ModelFile):
         self.mf = mf
-        self.errors: list[Diagnostic] = []
+        self.errors: list[Diagnostic] = list(mf.problems)  # found by the parser
 
     def error(self, message: str, pos: ast.Pos, hint: str | None = None) -> None:
         src = self.mf.source
@@ -139,19 +140,40 @@ def _did_you_mean(name: str, options: list[str] | tuple[str, ...]) -> str:
     close = difflib.get_close_matches(name, list(options), n=1)
     if close:
         return f"did you mean '{close[0]}'?"
-    return "allowed: " + ", ".join(options)
+    return "allowed: " + ", ".join(options) if options else "nothing is allowed here"
 
 
-def _check_expr(c: _Collector, expr: ast.Expr, allowed: set[str], what: str) -> None:
-    """Names must be declared; functions known with the right number of arguments."""
+def _sentence(*parts: str | None) -> str:
+    """Hint fragments joined into sentences: 'did you mean 'p'? Parameters are ...'."""
+    out = ""
+    for part in parts:
+        if not part:
+            continue
+        if out:
+            out += ("" if out[-1] in ".?!" else ".") + " " + part[0].upper() + part[1:]
+        else:
+            out = part
+    return out
+
+
+def _example_call(func: str) -> str:
+    return {"He": "He(3, z)", "max": "max(z, 0)", "min": "min(z, 0)"}.get(func, f"{func}(z)")
+
+
+def _check_expr(c: _Collector, expr: ast.Expr, allowed: set[str], what: str) -> bool:
+    """Names must be declared; functions known with the right number of arguments.
+
+    Returns whether the expression is fine (so that checks depending on it can be skipped
+    instead of reporting the same mistake again)."""
+    before = len(c.errors)
     for n in ast.names_in(expr):
         if n.id not in allowed and n.id not in CONSTANTS:
             if allowed <= {"z", "y", "yhat"}:
                 hint = (f"{what} may only use {', '.join(sorted(allowed))}, numbers and pi: "
                         "it is compiled into the generated code")
             else:
-                hint = (_did_you_mean(n.id, sorted(allowed)) if allowed else "") + \
-                    "; parameters are declared with `param NAME = VALUE`"
+                hint = _sentence(_did_you_mean(n.id, sorted(allowed)) if allowed else None,
+                                 "parameters are declared with `param NAME = VALUE`")
             c.error(f"unknown name '{n.id}' in {what}", n.pos, hint)
     for call in ast.calls_in(expr):
         if call.func not in SYMBOLIC_FUNCTIONS:
@@ -159,47 +181,42 @@ def _check_expr(c: _Collector, expr: ast.Expr, allowed: set[str], what: str) -> 
                     _did_you_mean(call.func, sorted(SYMBOLIC_FUNCTIONS)))
             continue
         if call.kwargs:
-            c.error(f"{call.func}() takes no keyword arguments", call.kwargs[0].pos)
-        if len(call.args) not in SYMBOLIC_FUNCTIONS[call.func]:
+            c.error(f"{call.func}() takes no keyword arguments", call.kwargs[0].pos,
+                    f"give the argument without a name, e.g. {_example_call(call.func)}")
+        given = len(call.args) + len(call.kwargs)  # keyword arguments are reported above
+        if given not in SYMBOLIC_FUNCTIONS[call.func]:
             n = SYMBOLIC_FUNCTIONS[call.func][0]
             c.error(f"{call.func}() takes {n} argument{'s' if n > 1 else ''}, "
-                    f"got {len(call.args)}", call.pos)
+                    f"got {given}", call.pos, f"e.g. {_example_call(call.func)}")
         if call.func == "He" and call.args and not (
                 isinstance(call.args[0], ast.Number) and call.args[0].value.denominator == 1
                 and 0 <= call.args[0].value <= 30):
             c.error("He(n, z) needs a whole-number degree n between 0 and 30 first",
                     call.args[0].pos, "e.g. He(3, z) = z**3 - 3*z")
-    for lst in _lists_in(expr):
-        c.error(f"a list is not allowed in {what}", lst.pos)
-
-
-def _lists_in(expr: ast.Expr) -> list[ast.ListExpr]:
-    out: list[ast.ListExpr] = []
-    match expr:
-        case ast.ListExpr():
-            out.append(expr)
-        case ast.BinOp():
-            out += _lists_in(expr.left) + _lists_in(expr.right)
-        case ast.Neg():
-            out += _lists_in(expr.operand)
-        case ast.Call():
-            for a in expr.args:
-                out += _lists_in(a)
-    return out
+    for lst in ast.lists_in(expr):
+        c.error(f"a list is not allowed in {what}", lst.pos,
+                "lists are for initial values (`init`) and fixed(...) second layers; "
+                f"{what} is a single expression")
+    return len(c.errors) == before
 
 
 def _kwargs(c: _Collector, call: ast.Call, allowed: tuple[str, ...], what: str
             ) -> dict[str, ast.KeywordArg]:
     out: dict[str, ast.KeywordArg] = {}
-    for a in call.args:
-        c.error(f"{what} takes named arguments only", a.pos,
-                f"write e.g. {call.func}({allowed[0]} = ...)")
+    if call.args:  # one report for all of them
+        c.error(f"{what} takes named arguments only", call.args[0].pos,
+                f"name each value, e.g. {call.func}({allowed[0]} = ...); allowed names: "
+                + ", ".join(allowed))
     for kw in call.kwargs:
         if kw.name not in allowed:
             c.error(f"unknown argument '{kw.name}' of {what}", kw.pos,
                     _did_you_mean(kw.name, allowed))
         elif kw.name in out:
-            c.error(f"argument '{kw.name}' given twice", kw.pos)
+            first = out[kw.name].pos
+            c.error(f"argument '{kw.name}' given twice", kw.pos,
+                    f"the first is at column {first.col}"
+                    + (f" of line {first.line}" if first.line != kw.pos.line else "")
+                    + f": keep one `{kw.name} = ...`")
         else:
             out[kw.name] = kw
     return out
@@ -207,9 +224,24 @@ def _kwargs(c: _Collector, call: ast.Call, allowed: tuple[str, ...], what: str
 
 def _single_value(c: _Collector, st: ast.Statement, what: str) -> ast.Expr | None:
     if len(st.items) != 1 or st.items[0].name is not None:
-        c.error(f"`{st.keyword}` takes a single {what}", st.pos)
+        c.error(f"`{st.keyword}` takes a single {what}", st.pos, _SINGLE_EXAMPLES.get(
+            st.keyword, f"write `{st.keyword} VALUE`, without a name and with one value"))
         return None
     return st.items[0].value
+
+
+_SINGLE_EXAMPLES = {
+    "data": "write `data gaussian`",
+    "teacher": "one network, e.g. teacher committee(width = k, activation = erf(z / sqrt(2)))",
+    "student": "one network, e.g. student committee(width = p, activation = erf(z / sqrt(2)))",
+    "loss": "one expression, e.g. `loss square` or `loss (y - yhat)**2 / 2`",
+    "regime": "one of: regime gradient_flow, regime high_dimensional, "
+              "regime exponents(kappa = 0, delta = 0)",
+}
+
+
+def _at(pos: ast.Pos) -> str:
+    return f"line {pos.line}, column {pos.col}"
 
 
 def _default(e: ast.Expr | None, pos: ast.Pos, value: Fraction | str) -> ast.Expr:
@@ -222,7 +254,7 @@ def _default(e: ast.Expr | None, pos: ast.Pos, value: Fraction | str) -> ast.Exp
 
 def build_committee(mf: ast.ModelFile) -> CommitteeSpec:
     """Check and type a parsed committee model; raises `SpecError` listing every problem."""
-    c = _Collector(mf)
+    c = _Collector(mf)  # starts with the parser's problems: all are reported together
     seen: dict[str, ast.Statement] = {}
     for st in mf.statements:
         if st.keyword in seen and st.keyword not in ("param", "init", "latex"):
@@ -238,25 +270,32 @@ def build_committee(mf: ast.ModelFile) -> CommitteeSpec:
     params: list[Param] = []
     for st in by_kw.get("param", []):
         if not st.items:
-            c.error("`param` needs at least one `name = value`", st.pos)
+            c.error("`param` needs at least one `name = value`", st.pos,
+                    "e.g. param p = 2, gamma = 1.0")
         for it in st.items:
             if it.name is None:
-                c.error("a parameter needs a name: `param NAME = VALUE`", it.pos)
+                c.error("a parameter needs a name: `param NAME = VALUE`", it.pos,
+                        "e.g. param gamma = 1.0")
                 continue
             if it.name in RESERVED:
                 c.error(f"'{it.name}' is a reserved word and cannot be a parameter", it.pos,
                         "choose another name")
-            elif any(p.name == it.name for p in params):
-                c.error(f"parameter '{it.name}' declared twice", it.pos)
+            elif first := next((p for p in params if p.name == it.name), None):
+                c.error(f"parameter '{it.name}' declared twice", it.pos,
+                        f"the first declaration is at {_at(first.pos)}: keep one (to try "
+                        "other values, use --set NAME=VALUE on the command line)")
             else:
                 params.append(Param(it.name, it.value, it.pos))
     declared: set[str] = set()
     for p in params:
         for n in ast.names_in(p.value):
             if n.id not in declared and n.id not in CONSTANTS:
-                hint = ("parameters may only use parameters declared before them"
-                        if n.id in {q.name for q in params} else
-                        _did_you_mean(n.id, sorted(declared)) if declared else None)
+                hint = ("parameters may only use parameters declared before them: move "
+                        f"'{n.id}' before '{p.name}'"
+                        if n.id in {q.name for q in params} else _sentence(
+                            _did_you_mean(n.id, sorted(declared)) if declared else None,
+                            "a parameter value may use numbers, pi and parameters declared "
+                            "before it"))
                 c.error(f"unknown name '{n.id}' in the value of '{p.name}'", n.pos, hint)
         for call in ast.calls_in(p.value):
             if call.func not in ("sqrt", "exp", "log"):
@@ -310,7 +349,9 @@ def build_committee(mf: ast.ModelFile) -> CommitteeSpec:
                 sl = kw["second_layer"].value
                 if isinstance(sl, ast.Call) and sl.func == "fixed":
                     if sl.kwargs or len(sl.args) > 1:
-                        c.error("fixed() takes one value (a number or a list)", sl.pos)
+                        c.error("fixed() takes one value (a number or a list)", sl.pos,
+                                "e.g. fixed(1) for a_j = 1, or fixed([1, -1]) for one value "
+                                "per unit")
                     fixed = sl.args[0] if sl.args else None
                 elif isinstance(sl, ast.Name) and sl.id == "fixed":
                     fixed = None
@@ -338,8 +379,8 @@ def build_committee(mf: ast.ModelFile) -> CommitteeSpec:
     if "loss" in seen:
         v = _single_value(c, seen["loss"], "loss expression of y and yhat")
         if v is not None and not (isinstance(v, ast.Name) and v.id == "square"):
-            _check_expr(c, v, {"y", "yhat"}, "the loss")
-            if not any(n.id == "yhat" for n in ast.names_in(v)):
+            if _check_expr(c, v, {"y", "yhat"}, "the loss") and \
+                    not any(n.id == "yhat" for n in ast.names_in(v)):
                 c.error("the loss does not depend on the prediction 'yhat'", v.pos,
                         "e.g. loss (y - yhat)**2 / 2, or loss log(1 + exp(-y * yhat))")
             loss = v
@@ -353,7 +394,7 @@ def build_committee(mf: ast.ModelFile) -> CommitteeSpec:
         st = seen["sgd"]
         got = _items(c, st, ("learning_rate", "batch"))
         lr, batch = got.get("learning_rate"), got.get("batch")
-        if lr is None:
+        if lr is None and all(it.name is not None for it in st.items):
             c.error("`sgd` needs a learning_rate", st.pos, "e.g. sgd learning_rate = gamma")
         for e in (lr, batch):
             if e is not None:
@@ -372,7 +413,9 @@ def build_committee(mf: ast.ModelFile) -> CommitteeSpec:
                 e = kw[key].value if key in kw else None
                 val = _const(e) if e is not None else Fraction(0)
                 if val is None:
-                    c.error(f"{key} must be a number", e.pos if e else v.pos)
+                    c.error(f"{key} must be a number", e.pos if e else v.pos,
+                            "write a plain number or fraction (parameters are not allowed "
+                            "here), e.g. exponents(kappa = 0, delta = -1/2)")
                 nums[key] = val
             regime = Regime("exponents", nums["kappa"], nums["delta"], v.pos)
         elif v is not None:
@@ -382,12 +425,17 @@ def build_committee(mf: ast.ModelFile) -> CommitteeSpec:
 
     # init
     init: dict[str, ast.Expr] = {}
+    init_pos: dict[str, ast.Pos] = {}
     rinit = None
     for st in by_kw.get("init", []):
         for it in st.items:
             if it.name is None:
                 v = it.value
                 if isinstance(v, ast.Call) and v.func == "random":
+                    if rinit is not None:
+                        c.error("init random(...) given twice", v.pos,
+                                f"the first is at {_at(rinit.pos)}: keep one")
+                        continue
                     kw = _kwargs(c, v, ("d", "seed", "teacher", "scale"), "random()")
                     t = kw["teacher"].value if "teacher" in kw else None
                     tname = "orthonormal"
@@ -395,7 +443,9 @@ def build_committee(mf: ast.ModelFile) -> CommitteeSpec:
                         if isinstance(t, ast.Name) and t.id in ("orthonormal", "gaussian"):
                             tname = t.id
                         else:
-                            c.error("teacher must be orthonormal or gaussian", t.pos)
+                            c.error("teacher must be orthonormal or gaussian", t.pos,
+                                    "write teacher = orthonormal (rows of norm √d, orthogonal) "
+                                    "or teacher = gaussian (i.i.d. N(0, 1))")
                     if "d" not in kw:
                         c.error("random() needs the dimension d", v.pos,
                                 "e.g. init random(d = 1000, seed = 0)")
@@ -408,19 +458,25 @@ def build_committee(mf: ast.ModelFile) -> CommitteeSpec:
                         tname, kw["scale"].value if "scale" in kw else None, v.pos)
                 else:
                     c.error("init takes `NAME = VALUE` items or random(d = ..., seed = ...)",
-                            it.pos)
+                            it.pos, "e.g. init Q = 0.5 * identity(p), M = zeros(p, k), or "
+                            "init random(d = 1000, seed = 0)")
                 continue
             if it.name not in STATE_NAMES:
                 c.error(f"unknown order parameter '{it.name}'", it.pos,
                         _did_you_mean(it.name, STATE_NAMES))
             elif it.name in init:
-                c.error(f"initial value of '{it.name}' given twice", it.pos)
+                c.error(f"initial value of '{it.name}' given twice", it.pos,
+                        f"the first is at {_at(init_pos[it.name])}: keep one")
             else:
                 for n in ast.names_in(it.value):
                     if n.id not in pnames and n.id not in CONSTANTS:
                         c.error(f"unknown name '{n.id}' in the initial value of {it.name}",
-                                n.pos, _did_you_mean(n.id, sorted(pnames)) if pnames else None)
+                                n.pos, _sentence(
+                                    _did_you_mean(n.id, sorted(pnames)) if pnames else None,
+                                    "initial values may use parameters, numbers, pi and "
+                                    "identity, zeros, ones, diag"))
                 init[it.name] = it.value
+                init_pos[it.name] = it.pos
     if rinit is None and not ({"Q", "M"} <= set(init)):
         missing = [n for n in ("Q", "M") if n not in init]
         c.error(f"no initial value for {' and '.join(missing)}",
@@ -438,11 +494,12 @@ def build_committee(mf: ast.ModelFile) -> CommitteeSpec:
         if "t_max" in got:
             _check_expr(c, got["t_max"], pnames, "the time horizon")
             t_max = got["t_max"]
-        else:
+        elif all(it.name is not None for it in seen["time"].items):
             c.error("`time` needs t_max", seen["time"].pos, "e.g. time t_max = 1000")
 
     # latex names
     latex: dict[str, str] = {}
+    latex_pos: dict[str, ast.Pos] = {}
     for st in by_kw.get("latex", []):
         for it in st.items:
             if it.name is None or not isinstance(it.value, ast.String):
@@ -450,12 +507,18 @@ def build_committee(mf: ast.ModelFile) -> CommitteeSpec:
                         'e.g. latex gamma = "\\gamma"')
             elif it.name not in pnames:
                 c.error(f"latex name for unknown parameter '{it.name}'", it.pos,
-                        _did_you_mean(it.name, sorted(pnames)) if pnames else None)
+                        _did_you_mean(it.name, sorted(pnames)) if pnames else
+                        "declare the parameter first with `param NAME = VALUE`")
+            elif it.name in latex:
+                c.error(f"latex name for '{it.name}' given twice", it.pos,
+                        f"the first is at {_at(latex_pos[it.name])}: keep one")
             else:
                 latex[it.name] = it.value.value
+                latex_pos[it.name] = it.pos
 
     if c.errors or teacher is None or student is None or lr is None:
-        raise SpecError(c.errors or [Diagnostic("incomplete model", mf.source.path)])
+        raise SpecError(c.errors or [Diagnostic("incomplete model", mf.source.path,
+                                                hint="add the missing statements")])
     return CommitteeSpec(
         name=mf.name, title=mf.title, source=mf.source, pos=mf.pos, params=tuple(params),
         teacher=teacher, student=student, loss=loss, learning_rate=lr,
@@ -468,12 +531,13 @@ def _items(c: _Collector, st: ast.Statement, allowed: tuple[str, ...]) -> dict[s
     for it in st.items:
         if it.name is None:
             c.error(f"`{st.keyword}` takes `NAME = VALUE` items", it.pos,
-                    "allowed names: " + ", ".join(allowed))
+                    f"name the value, e.g. `{st.keyword} {allowed[0]} = "
+                    f"{ast.to_text(it.value)[:40]}`; allowed names: " + ", ".join(allowed))
         elif it.name not in allowed:
             c.error(f"unknown setting '{it.name}' of `{st.keyword}`", it.pos,
                     _did_you_mean(it.name, allowed))
         elif it.name in out:
-            c.error(f"'{it.name}' given twice", it.pos)
+            c.error(f"'{it.name}' given twice", it.pos, f"keep one `{it.name} = ...`")
         else:
             out[it.name] = it.value
     return out
@@ -496,19 +560,22 @@ def _const(e: ast.Expr) -> Fraction | None:
 def _network_parts(c: _Collector, call: ast.Call, kw: dict[str, ast.KeywordArg],
                    pnames: set[str], who: str) -> tuple[ast.Expr, ast.Expr, ast.Expr] | None:
     ok = True
+    unknown = [k.name for k in call.kwargs if k.name not in kw]
     for key in ("width", "activation"):
         if key not in kw:
-            c.error(f"the {who} needs a {key}", call.pos,
+            ok = False
+            if call.args or difflib.get_close_matches(key, unknown, n=1):
+                continue  # already reported: positional or misspelt arguments
+            c.error(f"the {who} needs {'an' if key[0] in 'aeiou' else 'a'} {key}", call.pos,
                     f"e.g. {who} committee(width = {'k' if who == 'teacher' else 'p'}, "
                     "activation = erf(z / sqrt(2)))")
-            ok = False
     if not ok:
         return None
     width = kw["width"].value
     _check_expr(c, width, pnames, f"the {who} width")
     act = kw["activation"].value
-    _check_expr(c, act, {"z"}, f"the {who} activation")
-    if not any(n.id == "z" for n in ast.names_in(act)):
+    if _check_expr(c, act, {"z"}, f"the {who} activation") and \
+            not any(n.id == "z" for n in ast.names_in(act)):
         c.error(f"the {who} activation does not depend on z", act.pos,
                 "write the activation as a function of z, e.g. erf(z / sqrt(2))")
     ro = kw["readout"].value if "readout" in kw else None
@@ -542,36 +609,59 @@ def resolve(spec: CommitteeSpec, overrides: Mapping[str, float] | None = None,
     def err(msg: str, pos: ast.Pos, hint: str | None = None) -> None:
         errors.append(spec.diagnostic(msg, pos, hint))
 
+    # A parameter that cannot be computed is reported once: values that use it are skipped
+    # (NaN below always means "already reported", and range checks skip it).
     env: dict[str, float] = {}
+    failed: set[str] = set()
+
+    def uses_failed(e: ast.Expr) -> bool:
+        return bool(failed) and any(n.id in failed for n in ast.names_in(e))
+
     for p in spec.params:
         if p.name in overrides:
             env[p.name] = float(overrides[p.name])
             continue
+        env[p.name] = float("nan")
+        if uses_failed(p.value):
+            failed.add(p.name)
+            continue
         try:
             v = evaluate(p.value, env)
-            if isinstance(v, np.ndarray):
-                err(f"parameter '{p.name}' must be a number, not a list", p.value.pos)
-                v = 0.0
-            env[p.name] = float(v)
         except EvalError as e:
             errors.append(e.diagnostic(spec.source))
-            env[p.name] = float("nan")
+            failed.add(p.name)
+            continue
+        if isinstance(v, np.ndarray):
+            err(f"parameter '{p.name}' must be a number, not a list", p.value.pos,
+                "a parameter is a single number; lists and matrices belong in `init`")
+            failed.add(p.name)
+            continue
+        env[p.name] = float(v)
 
     def num(e: ast.Expr, what: str, extra: Mapping[str, float] | None = None) -> float:
+        if uses_failed(e):
+            return float("nan")
         try:
             v = evaluate(e, {**env, **(extra or {})})
         except EvalError as ex:
             errors.append(ex.diagnostic(spec.source))
             return float("nan")
         if isinstance(v, np.ndarray):
-            err(f"{what} must be a number", e.pos)
+            err(f"{what} must be a number", e.pos, "a list is not allowed here: write a number")
             return float("nan")
         return float(v)
 
+    def bad(msg: str, e: ast.Expr, hint: str) -> None:
+        """A value out of range: reported here, and not again where its parameters are used."""
+        err(msg, e.pos, hint)
+        failed.update(n.id for n in ast.names_in(e) if n.id in env)
+
     def size(e: ast.Expr, what: str) -> int:
         v = num(e, what)
-        if not (v == v and v == int(v) and 1 <= v <= MAX_WIDTH):
-            err(f"{what} must be a whole number between 1 and {MAX_WIDTH}, got {v:g}", e.pos,
+        if v != v:
+            return 1
+        if not (_whole(v) and 1 <= v <= MAX_WIDTH):
+            bad(f"{what} must be a whole number between 1 and {MAX_WIDTH}, got {v:g}", e,
                 "set it with --set or in `param`")
             return 1
         return int(v)
@@ -582,26 +672,35 @@ def resolve(spec: CommitteeSpec, overrides: Mapping[str, float] | None = None,
     c_k = num(spec.teacher.readout, "the teacher readout scale")
     for v, e, who in ((c_p, spec.student.readout, "student"), (c_k, spec.teacher.readout,
                                                                "teacher")):
-        if not v > 0:
-            err(f"the {who} readout scale must be positive, got {v:g}", e.pos)
+        if v == v and not v > 0:
+            bad(f"the {who} readout scale must be positive, got {v:g}", e,
+                "the readout c scales the output f(x) = c Σ_j a_j σ(λ_j): e.g. readout = "
+                + ("1/p" if who == "student" else "1/k") + " (the default) or 1")
     gamma = num(spec.learning_rate, "the learning rate")
-    if not gamma > 0:
-        err(f"the learning rate must be positive, got {gamma:g}", spec.learning_rate.pos)
+    if gamma == gamma and not gamma > 0:
+        bad(f"the learning rate must be positive, got {gamma:g}", spec.learning_rate,
+            "e.g. sgd learning_rate = 0.5, batch = 1")
     b = num(spec.batch, "the batch size")
-    if not (b == int(b) and b >= 1):
-        err(f"the batch size must be a whole number ≥ 1, got {b:g}", spec.batch.pos)
+    if b != b:
+        b = 1
+    elif not (_whole(b) and b >= 1):
+        bad(f"the batch size must be a whole number ≥ 1, got {b:g}", spec.batch,
+            "the number of samples per SGD step, e.g. batch = 1")
         b = 1
     Delta = num(spec.teacher.noise, "the label noise")
-    if not Delta >= 0:
-        err(f"the label noise variance Δ must be ≥ 0, got {Delta:g}", spec.teacher.noise.pos)
+    if Delta == Delta and not Delta >= 0:
+        bad(f"the label noise variance Δ must be ≥ 0, got {Delta:g}", spec.teacher.noise,
+            "noise is the variance Δ of Gaussian label noise: 0 for noiseless labels")
     rate = 1.0
     if spec.student.rate is not None:
         rate = num(spec.student.rate, "the second-layer rate")
-        if not rate >= 0:
-            err(f"the second-layer rate must be ≥ 0, got {rate:g}", spec.student.rate.pos)
+        if rate == rate and not rate >= 0:
+            bad(f"the second-layer rate must be ≥ 0, got {rate:g}", spec.student.rate,
+                "e.g. second_layer = trained(rate = 1); rate = 0 keeps the second layer fixed")
     t_max = num(spec.t_max, "t_max")
-    if not t_max > 0:
-        err(f"t_max must be positive, got {t_max:g}", spec.t_max.pos)
+    if t_max == t_max and not t_max > 0:
+        bad(f"t_max must be positive, got {t_max:g}", spec.t_max,
+            "the time horizon in ODE time units, e.g. time t_max = 1000")
 
     shapes = {"Q": (p, p), "M": (p, k), "P": (k, k), "a": (p,), "a_star": (k,)}
     init: dict[str, np.ndarray] = {}
@@ -646,9 +745,10 @@ def resolve(spec: CommitteeSpec, overrides: Mapping[str, float] | None = None,
             if name in (init_overrides or {}):
                 errors.append(Diagnostic(msg, init_source, hint="fix the JSON file"))
             else:
-                err(msg, where, "give a matrix of the right size, or use identity()/zeros()")
+                err(msg, where, _SHAPE_HINTS[name])
         elif not np.all(np.isfinite(arr)):
-            err(f"initial {name} has non-finite entries", _init_pos(spec, name))
+            err(f"initial {name} has non-finite entries", _init_pos(spec, name),
+                "check the initial value for overflow or division by zero")
     if errors:
         raise SpecError(errors)
     for name in ("Q", "P"):
@@ -668,6 +768,22 @@ def resolve(spec: CommitteeSpec, overrides: Mapping[str, float] | None = None,
     return Resolved(env, p, k, c_p, c_k, gamma, int(b), Delta, rate, t_max, init)
 
 
+_SHAPE_HINTS = {
+    "Q": "give a p×p matrix as a nested list such as [[1, 0], [0, 1]], or e.g. "
+         "0.5 * identity(p)",
+    "M": "give a p×k matrix as a nested list such as [[0.1, 0], [0, 0.1]], or e.g. zeros(p, k)",
+    "P": "give a k×k matrix as a nested list such as [[1, 0], [0, 1]], or e.g. identity(k)",
+    "a": "give a list of p numbers such as [1, 1], or one number for every unit, e.g. ones(p)",
+    "a_star": "give a list of k numbers such as [1, 1], or one number for every unit, "
+              "e.g. ones(k)",
+}
+
+
+def _whole(v: float) -> bool:
+    """A finite whole number (NaN and ±inf are not)."""
+    return math.isfinite(v) and v == int(v)
+
+
 def _shape_text(shape: tuple[int, ...]) -> str:
     return "×".join(map(str, shape)) if shape else "scalar"
 
@@ -684,14 +800,21 @@ def _random_overlaps(spec, p, k, num, size, err) -> dict[str, np.ndarray]:  # no
     """Overlaps of weights drawn at dimension d: W ~ N(0, scale²), W* Gaussian or orthonormal."""
     ri = spec.random_init
     d = num(ri.d, "d")
-    if not (d == int(d) and k <= d <= 10**6 and p <= d * 10**3):
-        err(f"d must be a whole number with k ≤ d ≤ 10⁶, got {d:g}", ri.d.pos)
+    if d != d:
+        return {}
+    if not (_whole(d) and k <= d <= 10**6 and p <= d * 10**3):
+        err(f"d must be a whole number with k ≤ d ≤ 10⁶, got {d:g}", ri.d.pos,
+            "the input dimension the weights are drawn at, e.g. init random(d = 1000, seed = 0)")
         return {}
     seed = num(ri.seed, "seed")
-    if not (seed == int(seed) and seed >= 0):
-        err("seed must be a whole number ≥ 0", ri.seed.pos)
+    if seed != seed:
+        return {}
+    if not (_whole(seed) and seed >= 0):
+        err("seed must be a whole number ≥ 0", ri.seed.pos, "e.g. seed = 0")
         return {}
     scale = num(ri.scale, "scale") if ri.scale is not None else 1.0
+    if scale != scale:
+        return {}
     W, Ws = random_weights(p, k, int(d), int(seed), ri.teacher, scale)
     d = int(d)
     return {"Q": W @ W.T / d, "M": W @ Ws.T / d, "P": Ws @ Ws.T / d}

@@ -32,9 +32,14 @@ class EvalError(Exception):
                           source.line(self.pos.line), self.hint)
 
 
+NO_POS = ast.Pos(0, 0)
+
+
 def _size(x: Value, pos: ast.Pos) -> int:
-    if isinstance(x, np.ndarray) or x != int(x) or x < 0 or x > 100_000:
-        raise EvalError("a matrix size must be a whole number between 0 and 100000", pos)
+    if isinstance(x, np.ndarray) or not math.isfinite(x) or x != int(x) or x < 0 \
+            or x > 100_000:
+        raise EvalError("a matrix size must be a whole number between 0 and 100000", pos,
+                        "e.g. identity(p), zeros(p, k), ones(p)")
     return int(x)
 
 
@@ -42,11 +47,11 @@ def _identity(n: Value, pos: ast.Pos) -> np.ndarray:
     return np.eye(_size(n, pos))
 
 
-def _zeros(n: Value, m: Value | None = None, pos: ast.Pos = ast.Pos(0, 0)) -> np.ndarray:
+def _zeros(n: Value, m: Value | None = None, pos: ast.Pos = NO_POS) -> np.ndarray:
     return np.zeros((_size(n, pos), _size(m if m is not None else n, pos)))
 
 
-def _ones(n: Value, m: Value | None = None, pos: ast.Pos = ast.Pos(0, 0)) -> np.ndarray:
+def _ones(n: Value, m: Value | None = None, pos: ast.Pos = NO_POS) -> np.ndarray:
     if m is None:
         return np.ones(_size(n, pos))
     return np.ones((_size(n, pos), _size(m, pos)))
@@ -55,7 +60,7 @@ def _ones(n: Value, m: Value | None = None, pos: ast.Pos = ast.Pos(0, 0)) -> np.
 def _diag(v: Value, pos: ast.Pos) -> np.ndarray:
     arr = np.atleast_1d(np.asarray(v, dtype=float))
     if arr.ndim != 1:
-        raise EvalError("diag expects a list of numbers", pos)
+        raise EvalError("diag expects a list of numbers", pos, "e.g. diag([1, 0.5])")
     return np.diag(arr)
 
 
@@ -78,6 +83,9 @@ NUMERIC_FUNCTIONS: dict[str, tuple[Callable[..., Any], tuple[int, ...], bool]] =
     "diag": (_diag, (1,), True),
 }
 CONSTANTS = {"pi": math.pi}
+_EXAMPLES = {name: f"{name}(x)" for name in NUMERIC_FUNCTIONS} | {
+    "identity": "identity(p)", "zeros": "zeros(p, k)", "ones": "ones(p)",
+    "diag": "diag([1, 0.5])"}
 
 
 def evaluate(expr: ast.Expr, env: Mapping[str, Value]) -> Value:
@@ -107,10 +115,9 @@ def _eval(expr: ast.Expr, env: Mapping[str, Value]) -> Value:
             return -_eval(expr.operand, env)
         case ast.BinOp():
             a, b = _eval(expr.left, env), _eval(expr.right, env)
-            if expr.op in "*/" and isinstance(a, np.ndarray) and isinstance(b, np.ndarray) \
-                    and a.shape != b.shape:
-                raise EvalError(f"shapes {a.shape} and {b.shape} do not match", expr.pos,
-                                "'*' and '/' act entry by entry on equal shapes")
+            if isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape != b.shape:
+                raise EvalError(f"shapes {a.shape} and {b.shape} do not match", expr.where_op,
+                                f"'{expr.op}' acts entry by entry on equal shapes")
             try:
                 if expr.op == "+":
                     return a + b
@@ -119,23 +126,30 @@ def _eval(expr: ast.Expr, env: Mapping[str, Value]) -> Value:
                 if expr.op == "*":
                     return a * b
                 if expr.op == "/":
-                    if not isinstance(b, np.ndarray) and b == 0:
-                        raise EvalError("division by zero", expr.pos)
+                    if np.any(np.asarray(b) == 0):
+                        raise EvalError("division by zero", expr.where_op,
+                                        f"the divisor {ast.to_text(expr.right)[:60]} is 0 here")
                     return a / b
                 if isinstance(b, np.ndarray):
-                    raise EvalError("an exponent must be a number", expr.pos)
+                    raise EvalError("an exponent must be a number", expr.where_op,
+                                    "powers of lists act entry by entry with a number exponent, "
+                                    "e.g. [1, 2]**2")
                 if abs(b) > 1e4:
-                    raise EvalError("exponent too large", expr.pos)
+                    raise EvalError("exponent too large", expr.where_op,
+                                    "an exponent in a value is at most 10000 in size")
                 return np.power(a, b) if isinstance(a, np.ndarray) else float(a) ** float(b)
             except (ValueError, OverflowError, ZeroDivisionError) as e:
-                raise EvalError(f"cannot evaluate: {e}", expr.pos) from None
+                raise EvalError(f"cannot evaluate: {e}", expr.where_op,
+                                "check the sizes of the numbers involved") from None
         case ast.ListExpr():
             items = [_eval(i, env) for i in expr.items]
             if not items:
-                raise EvalError("empty list", expr.pos)
+                raise EvalError("empty list", expr.pos, "write at least one number, e.g. [1]")
             shapes = {np.shape(i) for i in items}
             if len(shapes) != 1:
-                raise EvalError("rows of a matrix must all have the same length", expr.pos)
+                raise EvalError("rows of a matrix must all have the same length", expr.pos,
+                                "e.g. [[1, 0], [0, 1]]: every row has the same number of "
+                                "entries")
             return np.array(items, dtype=float)
         case ast.Call():
             if expr.func not in NUMERIC_FUNCTIONS:
@@ -143,13 +157,15 @@ def _eval(expr: ast.Expr, env: Mapping[str, Value]) -> Value:
                                 "known here: " + ", ".join(sorted(NUMERIC_FUNCTIONS)))
             fn, arities, wants_pos = NUMERIC_FUNCTIONS[expr.func]
             if expr.kwargs:
-                raise EvalError(f"{expr.func}() takes no keyword arguments", expr.kwargs[0].pos)
+                raise EvalError(f"{expr.func}() takes no keyword arguments", expr.kwargs[0].pos,
+                                f"give the arguments without names, e.g. {_EXAMPLES[expr.func]}")
             if len(expr.args) not in arities:
                 raise EvalError(f"{expr.func}() takes {' or '.join(map(str, arities))} "
-                                f"argument(s), got {len(expr.args)}", expr.pos)
+                                f"argument(s), got {len(expr.args)}", expr.pos,
+                                f"e.g. {_EXAMPLES[expr.func]}")
             args = [_eval(a, env) for a in expr.args]
             return fn(*args, pos=expr.pos) if wants_pos else fn(*args)
-    raise EvalError("cannot evaluate this", expr.pos)  # pragma: no cover
+    raise EvalError("cannot evaluate this", expr.pos, "write a number")  # pragma: no cover
 
 
 def _names_hint(name: str, env: Mapping[str, Value]) -> str:

@@ -24,8 +24,8 @@ Z = convert.Z
 # Quadrature orders (per dimension) for integrals without a closed form.
 QUADRATURE_ORDER = {1: 64, 2: 32, 3: 16, 4: 10}
 # Nodes per dimension, and the largest grid, for the joint expectation of non-square losses.
-JOINT_ORDER = 8
-JOINT_MAX_NODES = 2_000_000
+JOINT_ORDER = 16
+JOINT_MAX_NODES = 2_000_000  # 16^5: p + k ≤ 4
 
 
 @dataclass(frozen=True)
@@ -95,12 +95,57 @@ def cov_symbols(n: int) -> tuple[sp.Matrix, tuple[sp.Symbol, ...]]:
     return mat, tuple(entries[k] for k in sorted(entries))
 
 
+# Fields that coincide when the index form meets equal unit indices (j = l, c = e, c = j, ...).
+COINCIDENCES = {
+    "I2": [(0, 1)],
+    "J2": [(0, 1)],
+    "I3": [(0, 1), (0, 2), (1, 2)],
+    "I4": [(0, 1), (2, 3), (0, 2), (0, 3), (1, 2), (1, 3), (0, 1, 2, 3)],
+}
+
+
+def finite_at_coincidences(kind: str, expr: sp.Expr, args: tuple[sp.Symbol, ...], n: int
+                           ) -> bool:
+    """Whether a closed form stays finite when fields coincide (singular covariance).
+
+    Formulas obtained by conditioning or tilting can divide by a determinant that vanishes
+    when two fields are the same unit; such a formula cannot serve the index form as is.
+    """
+    import scipy.special
+
+    fn = sp.lambdify(args, expr, modules=[{"erf": scipy.special.erf}, "numpy"])
+    rng = np.random.default_rng(0)
+    for group in COINCIDENCES[kind]:
+        for _ in range(3):
+            vecs = rng.standard_normal((n, n + 2))
+            if len(group) == 4:  # 1 = 2 and 3 = 4
+                vecs[1], vecs[3] = vecs[0], vecs[2]
+            else:
+                vecs[group[1]] = vecs[group[0]]
+            C = vecs @ vecs.T / (n + 2)
+            vals = [C[i, j] for i in range(n) for j in range(i, n)]
+            with np.errstate(all="ignore"):
+                try:
+                    v = complex(fn(*vals))
+                except (ZeroDivisionError, ValueError, OverflowError):
+                    return False
+            if not np.isfinite(v.real) or abs(v.imag) > 1e-9 * max(1.0, abs(v.real)):
+                return False
+    return True
+
+
 def _expect(name: str, kind: str, classes: tuple[str, ...], factors: tuple[sp.Expr, ...]
             ) -> Integral:
     cov, args = cov_symbols(len(factors))
     res = expectation(list(factors), cov, Z)
-    order = None if res.expr is not None else QUADRATURE_ORDER[len(factors)]
-    return Integral(name, kind, classes, factors, args, res.expr, res.method, order)
+    expr, method = res.expr, res.method
+    if expr is not None and not method.startswith("closed form") and not \
+            finite_at_coincidences(kind, expr, args, len(factors)):
+        expr = None
+        method = ("numerical (Gauss-Hermite; the exact form by " + method +
+                  " is singular when units coincide)")
+    order = None if expr is not None else QUADRATURE_ORDER[len(factors)]
+    return Integral(name, kind, classes, factors, args, expr, method, order)
 
 
 def _check_differentiable(spec: CommitteeSpec, sigma: sp.Expr) -> None:
