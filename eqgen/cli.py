@@ -141,8 +141,14 @@ def _check(args: argparse.Namespace) -> int:
         try:
             load(spec)
             print(f"{spec}: ok")
-        except SpecError as e:
+        except EqgenError as e:
             print(e.format(), file=sys.stderr)
+            failed += 1
+        except Exception as e:  # noqa: BLE001 - keep checking the other files
+            if os.environ.get("EQGEN_DEBUG"):
+                raise
+            print(f"{spec}: internal error: {type(e).__name__}: {e}\n  hint: this is a bug in "
+                  "eqgen; rerun with EQGEN_DEBUG=1 for details", file=sys.stderr)
             failed += 1
     return 1 if failed else 0
 
@@ -182,12 +188,12 @@ def _solve(args: argparse.Namespace) -> int:
     params = _parse_sets(args.sets)
     init = _read_init(args.init) if args.init else None
     save_at = _parse_times(args.save_at) if args.save_at else None
-    model.resolve(params, init)  # every input problem before any heavy work
+    model.resolve(params, init, args.init or "init")  # every input problem before heavy work
     progress(f"compiling {model.name}")
     try:
         sol = model.solve(params=params, init=init, save_at=save_at, t_max=args.t_max,
                           rtol=args.rtol, atol=args.atol, solver=args.solver,
-                          max_steps=args.max_steps)
+                          max_steps=args.max_steps, init_source=args.init or "init")
     except NumericalError as e:
         if e.partial is not None and args.output:
             e.partial.save(args.output)

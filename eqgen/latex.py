@@ -16,13 +16,22 @@ PREAMBLE = r"""\documentclass[11pt]{article}
 """
 
 
+UNICODE = {"γ": r"$\gamma$", "Δ": r"$\Delta$", "δ": r"$\delta$", "κ": r"$\kappa$",
+           "σ": r"$\sigma$", "ξ": r"$\xi$", "λ": r"$\lambda$", "ν": r"$\nu$", "η": r"$\eta$",
+           "→": r"$\to$", "≤": r"$\le$", "≥": r"$\ge$", "²": r"$^2$", "·": r"$\cdot$",
+           "−": "-", "–": "--", "—": "---", "𝓔": r"$\mathcal{E}$", "φ": r"$\varphi$",
+           "ℓ": r"$\ell$", "ε": r"$\varepsilon$", "√": r"$\surd$", "±": r"$\pm$"}
+
+
 def _escape(text: str) -> str:
+    """Plain text for LaTeX: special characters escaped, common Unicode as math."""
     out = text
     for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("$", r"\$"),
                  ("#", r"\#"), ("_", r"\_"), ("{", r"\{"), ("}", r"\}"), ("~", r"\~{}"),
                  ("^", r"\^{}")):
         out = out.replace(a, b)
-    return out
+    out = "".join(UNICODE.get(ch, ch) if ord(ch) > 127 else ch for ch in out)
+    return "".join(ch if ord(ch) < 128 else "?" for ch in out)
 
 
 def _cov_names(n: int) -> dict[sp.Symbol, sp.Symbol]:
@@ -38,7 +47,7 @@ def _param_names(eq: Any) -> dict[sp.Symbol, sp.Symbol]:
 
 
 def _integral_latex(eq: Any, it: Any) -> str:
-    fields = ", ".join(_factor_name(eq, f, i + 1) for i, f in enumerate(it.factors))
+    fields = r"\,".join(_factor_name(eq, f, i + 1) for i, f in enumerate(it.factors))
     lhs = {"I2": "I_2", "I3": "I_3", "I4": "I_4", "J2": "J_2"}[it.kind]
     cls = f"^{{\\mathrm{{{','.join(it.classes)}}}}}" if it.classes else ""
     head = (f"\\paragraph{{${lhs}{cls}$}} $= \\mathbb{{E}}[{fields}]$, "
@@ -82,8 +91,8 @@ def committee_document(eq: Any) -> str:
                f"g(z) &= {sp.latex(eq.g)}, & \\ell(y, \\hat y) &= "
                f"{sp.latex(eq.loss)},\\\\\n"
                f"c_p &= {sc['c_p']}, & c_k &= {sc['c_k']},\\\\\n"
-               f"\\gamma &= {sc['gamma']}, & B &= {sc['batch']}, \\quad \\Delta = "
-               f"{sc['Delta']}.\n\\end{{align*}}\n")
+               f"\\text{{learning rate}} &= {sc['gamma']}, & B &= {sc['batch']}, \\quad "
+               f"\\text{{label noise}} = {sc['Delta']}.\n\\end{{align*}}\n")
     out.append("Order parameters $Q = WW^\\top/d$, $M = WW^{*\\top}/d$, $P = W^*W^{*\\top}/d$; "
                "the local fields $(\\lambda, \\nu)$ are Gaussian with covariance "
                "$\\Omega = \\begin{pmatrix} Q & M \\\\ M^\\top & P\\end{pmatrix}$.\n")

@@ -17,7 +17,7 @@ import numpy as np
 
 import eqgen
 from eqgen.codegen import module as modfile
-from eqgen.errors import EqgenError, NumericalError, UsageError
+from eqgen.errors import Diagnostic, EqgenError, NumericalError, SpecError, UsageError
 from eqgen.spec.committee import CommitteeSpec, Resolved, build_committee, resolve
 from eqgen.spec.parser import parse_file
 
@@ -33,6 +33,13 @@ def default_save_times(t_max: float, n_log: int = 160, n_lin: int = 41) -> np.nd
     lo = t_max * 1e-4
     grid = np.concatenate([[0.0], np.geomspace(lo, t_max, n_log), np.linspace(0, t_max, n_lin)])
     return np.unique(np.round(grid, 12))
+
+
+@functools.cache
+def _load_once(path: Path, key: str) -> ModuleType:
+    """One module object per (file, freshness key) in a process, so that compiled solvers,
+    cached by the identity of the module's functions, are reused by every `Model`."""
+    return modfile.load_module(path)
 
 
 class Model:
@@ -76,14 +83,22 @@ class Model:
         check_joint_size(self.spec, r.p, r.k)
 
     def resolve(self, params: Mapping[str, float] | None = None,
-                init: Mapping[str, Any] | None = None) -> Resolved:
-        """Numbers for this model with `params` overrides and `init` overrides, all checked."""
+                init: Mapping[str, Any] | None = None, init_source: str = "init") -> Resolved:
+        """Numbers for this model with `params` overrides and `init` overrides, all checked.
+
+        `init_source` names where `init` came from (e.g. the --init file) in error messages.
+        """
         unknown = [k for k in (init or {}) if k not in ("Q", "M", "P", "a", "a_star")]
         if unknown:
-            raise UsageError(f"unknown initial state(s) {', '.join(unknown)}; "
-                             "use Q, M, P, a, a_star")
-        r = resolve(self.spec, params, {k: np.asarray(v, dtype=float)
-                                        for k, v in (init or {}).items()})
+            raise SpecError(Diagnostic(
+                f"unknown initial state(s) {', '.join(unknown)}", init_source,
+                hint="initial states are Q, M, P, a and a_star"))
+        try:
+            arrays = {k: np.asarray(v, dtype=float) for k, v in (init or {}).items()}
+        except (TypeError, ValueError):
+            raise SpecError(Diagnostic("initial states must be numbers or nested lists of "
+                                       "numbers", init_source)) from None
+        r = resolve(self.spec, params, arrays, init_source=init_source)
         if params:
             self._check_theory(r)
         return r
@@ -130,13 +145,13 @@ class Model:
             key = modfile.freshness_key(self.spec.source.text)
             for path in self._candidates():
                 if path.exists() and modfile.read_key(path) == key:
-                    self._module = modfile.load_module(path)
+                    self._module = _load_once(path, key)
                     return self._module
             path = self._candidates()[-1]
             text = self.generated_source()
             modfile.check_source(text, str(path))
             modfile.write_atomic(path, text)
-            module = modfile.load_module(path)
+            module = _load_once(path, key)
             self._smoke_test(module)
             self._module = module
         return self._module
@@ -189,12 +204,15 @@ class Model:
     def solve(self, params: Mapping[str, float] | None = None,
               init: Mapping[str, Any] | None = None, save_at: Sequence[float] | None = None,
               t_max: float | None = None, rtol: float = 1e-8, atol: float = 1e-10,
-              solver: str = "auto", max_steps: int | None = None) -> eqgen.Solution:
+              solver: str = "auto", max_steps: int | None = None,
+              init_source: str = "init") -> eqgen.Solution:
         """Integrate the ODEs; see DESIGN's API. Raises `NumericalError` on failure."""
         from eqgen.runtime import ode
         from eqgen.runtime.solution import Solution
 
-        r = self.resolve(params, init)
+        r = self.resolve(params, init, init_source)
+        if max_steps is not None and max_steps < 1:
+            raise UsageError("--max-steps must be at least 1")
         if save_at is not None:
             ts = np.unique(np.asarray(list(save_at), dtype=float))
             if ts.size == 0 or ts[0] < 0 or not np.all(np.isfinite(ts)):
@@ -204,8 +222,8 @@ class Model:
             keep = np.isin(ts, np.asarray(list(save_at), dtype=float))
         else:
             horizon = float(t_max) if t_max is not None else r.t_max
-            if not horizon > 0:
-                raise UsageError("--t-max must be positive")
+            if not (horizon > 0 and np.isfinite(horizon)):
+                raise UsageError("--t-max must be a positive, finite time")
             ts = default_save_times(horizon)
             keep = np.ones_like(ts, dtype=bool)
         if not (rtol > 0 and atol > 0):

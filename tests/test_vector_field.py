@@ -88,7 +88,8 @@ def _assert_close(gen, mc, name, n_se=5.0, abs_tol=1e-10):
 CASES = [
     # sigma, g, p, k, gamma, Delta, c_p, c_k, second, batch
     ("erf(z / sqrt(2))", "erf(z / sqrt(2))", 3, 2, 1.5, 0.3, "1/p", "1/k", "fixed(1)", 1),
-    ("erf(z / sqrt(2))", "erf(z / sqrt(2))", 2, 2, 0.7, 0.0, "1/sqrt(p)", "1", "trained(rate = 0.5)", 4),
+    ("erf(z / sqrt(2))", "erf(z / sqrt(2))", 2, 2, 0.7, 0.0, "1/sqrt(p)", "1",
+     "trained(rate = 0.5)", 4),
     ("relu(z)", "relu(z)", 2, 2, 1.0, 0.1, "1/p", "1/k", "fixed(1)", 1),
     ("z**2", "z**2", 2, 1, 0.4, 0.2, "1/p", "1/k", "fixed(1)", 1),
     ("erf(z / sqrt(2))", "He(3, z)", 2, 1, 0.5, 0.0, "1/p", "1", "fixed(1)", 1),

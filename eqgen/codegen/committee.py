@@ -279,8 +279,9 @@ def _square_observables(eq: CommitteeEquations) -> str:
 
 def _joint_functions(eq: CommitteeEquations) -> list[str]:
     y, yhat = convert.Y, convert.YHAT
+    plain = {y: sp.Symbol("y"), yhat: sp.Symbol("yhat")}
     loss = _function("loss", ["y", "yhat"], f"ℓ(y, ŷ) = {sp.latex(eq.loss)}.",
-                     [f"return {jax_code(eq.loss.subs({y: sp.Symbol('y'), yhat: sp.Symbol('yhat')}))}"])
+                     [f"return {jax_code(eq.loss.subs(plain))}"])
     err = _function("error_signal", ["y", "yhat"],
                     f"𝓔 = −∂ℓ/∂ŷ = {sp.latex(eq.error_signal)} (derived by sympy).",
                     [f"return {jax_code(eq.error_signal)}"])
@@ -294,8 +295,9 @@ def _joint_functions(eq: CommitteeEquations) -> list[str]:
         "h = nodes[:, :-1] @ root.T",
         "lam, nu, xi = h[:, :p], h[:, p:], nodes[:, -1]",
         'f = s["c_p"] * sigma(lam) @ a',
-        'y = s["c_k"] * g(nu) @ a_star + jnp.sqrt(s["Delta"]) * xi',
-        "return lam, nu, f, y, weights, s",
+        'fstar = s["c_k"] * g(nu) @ a_star',
+        'y = fstar + jnp.sqrt(s["Delta"]) * xi',
+        "return lam, nu, f, fstar, y, weights, s",
     ]
     fields = _function("_fields", ["state", "params"],
                        "Joint Gauss–Hermite grid over (λ, ν, ξ) and the network outputs on it.",
@@ -306,7 +308,7 @@ def _joint_functions(eq: CommitteeEquations) -> list[str]:
 def _joint_vector_field(eq: CommitteeEquations) -> str:
     r = eq.regime
     body = [
-        "lam, nu, f, y, w, s = _fields(state, params)",
+        "lam, nu, f, _, y, w, s = _fields(state, params)",
         "a = state[\"a\"]",
         "E = error_signal(y, f)",
         "dsig = sigma_prime(lam)",
@@ -336,20 +338,14 @@ def _joint_vector_field(eq: CommitteeEquations) -> str:
 
 def _joint_observables(eq: CommitteeEquations) -> str:
     body = [
-        "lam, nu, f, y, w, s = _fields(state, params)",
-        'fstar = y - jnp.sqrt(s["Delta"]) * _noise(lam.shape[0], state)',
+        "_, _, f, fstar, y, w, _ = _fields(state, params)",
         "return {",
         '    "risk": jnp.sum(w * loss(y, f)),',
         '    "excess_risk": jnp.sum(w * (fstar - f) ** 2) / 2,',
         "}",
     ]
     doc = "Population risk E[ℓ(y, f)] and excess risk ½E[(f* − f)²], by the joint quadrature."
-    noise = _function("_noise", ["n", "state"], "The ξ coordinate of the joint grid.", [
-        'p, k = state["M"].shape',
-        f"nodes, _ = gauss_hermite_nodes(p + k + 1, {JOINT_ORDER})",
-        "return nodes[:, -1]",
-    ])
-    return noise + "\n\n\n" + _function("observables", ["state", "params"], doc, body)
+    return _function("observables", ["state", "params"], doc, body)
 
 
 def module_source(eq: CommitteeEquations, *, header: str, defaults: dict[str, float]) -> str:

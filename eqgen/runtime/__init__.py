@@ -4,6 +4,24 @@ import jax
 
 jax.config.update("jax_enable_x64", True)  # float64 throughout, before any array exists
 
+
+def _persistent_cache() -> None:
+    """Opt-in: EQGEN_JAX_CACHE=1 (or a folder) keeps compiled solvers across processes."""
+    import os
+
+    value = os.environ.get("EQGEN_JAX_CACHE", "")
+    if not value or value == "0":
+        return
+    if value == "1":
+        from eqgen.codegen.module import cache_dir
+
+        value = str(cache_dir() / "jax")
+    jax.config.update("jax_compilation_cache_dir", value)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
+_persistent_cache()
+
 from eqgen.runtime.quadrature import (  # noqa: E402
     gauss_hermite_nodes,
     gaussian_expectation,

@@ -6,12 +6,15 @@ them into exact rationals; floats only appear when code is printed.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
+from typing import TypeVar
 
 from eqgen.errors import Diagnostic
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -181,8 +184,31 @@ def lists_in(expr: Expr) -> list[ListExpr]:
     return [e for e in walk(expr) if isinstance(e, ListExpr)]
 
 
+def fold(expr: Expr, combine: Callable[[Expr, list[T]], T]) -> T:
+    """`combine(node, results of its children)` from the leaves up; iterative, so any depth
+    is fine (children in the order of `children`)."""
+    done: list[T] = []  # results of finished subexpressions, in order
+    stack: list[tuple[Expr, bool]] = [(expr, False)]
+    while stack:
+        e, ready = stack.pop()
+        kids = children(e)
+        if not ready and kids:
+            stack.append((e, True))
+            stack.extend((k, False) for k in reversed(kids))
+            continue
+        parts = done[len(done) - len(kids):]
+        del done[len(done) - len(kids):]
+        done.append(combine(e, parts))
+    (result,) = done
+    return result
+
+
 def to_text(expr: Expr) -> str:
     """The expression written back as source text (canonical spacing)."""
+    return fold(expr, _text_of)
+
+
+def _text_of(expr: Expr, parts: list[str]) -> str:
     match expr:
         case Number():
             return expr.text
@@ -191,14 +217,13 @@ def to_text(expr: Expr) -> str:
         case String():
             return '"' + expr.value + '"'
         case Call():
-            parts = [to_text(a) for a in expr.args] + [
-                f"{k.name} = {to_text(k.value)}" for k in expr.kwargs
-            ]
-            return f"{expr.func}({', '.join(parts)})"
+            n = len(expr.args)
+            named = [f"{k.name} = {t}" for k, t in zip(expr.kwargs, parts[n:], strict=True)]
+            return f"{expr.func}({', '.join(parts[:n] + named)})"
         case BinOp():
-            return f"({to_text(expr.left)} {expr.op} {to_text(expr.right)})"
+            return f"({parts[0]} {expr.op} {parts[1]})"
         case Neg():
-            return f"-{to_text(expr.operand)}"
+            return f"-{parts[0]}"
         case ListExpr():
-            return "[" + ", ".join(to_text(i) for i in expr.items) + "]"
+            return "[" + ", ".join(parts) + "]"
     raise TypeError(expr)

@@ -544,17 +544,23 @@ def _items(c: _Collector, st: ast.Statement, allowed: tuple[str, ...]) -> dict[s
 
 
 def _const(e: ast.Expr) -> Fraction | None:
-    if isinstance(e, ast.Number):
-        return e.value
-    if isinstance(e, ast.Neg):
-        inner = _const(e.operand)
-        return -inner if inner is not None else None
-    if isinstance(e, ast.BinOp) and e.op in "+-*/":
-        a, b = _const(e.left), _const(e.right)
-        if a is None or b is None or (e.op == "/" and b == 0):
+    """The exact value of a constant expression of numbers and + - * /, else None."""
+
+    def combine(x: ast.Expr, parts: list[Fraction | None]) -> Fraction | None:
+        if isinstance(x, ast.Number):
+            return x.value
+        if None in parts:
             return None
-        return {"+": a + b, "-": a - b, "*": a * b, "/": a / b if b else a}[e.op]
-    return None
+        if isinstance(x, ast.Neg):
+            return -parts[0]
+        if isinstance(x, ast.BinOp) and x.op in "+-*/":
+            a, b = parts
+            if x.op == "/" and b == 0:
+                return None
+            return {"+": a + b, "-": a - b, "*": a * b, "/": a / b if b else a}[x.op]
+        return None
+
+    return ast.fold(e, combine)
 
 
 def _network_parts(c: _Collector, call: ast.Call, kw: dict[str, ast.KeywordArg],

@@ -183,6 +183,10 @@ def _syntax_diagnostic(e: lark.exceptions.UnexpectedInput, source: ast.SourceFil
         return Diagnostic(f"trailing comma {where}", source.path, prev.line, prev.column, 1,
                           source.line(prev.line),
                           "remove the ',', or add the missing item after it")
+    if tok is not None and tok.type == "EQUAL" and prev is not None and \
+            prev.type in ("KEYWORD", "MODEL"):  # `param time = 3`: `time` began a statement
+        return Diagnostic(f"unexpected keyword '{prev}'", source.path, prev.line, prev.column,
+                          len(prev), source.line(prev.line), _reserved_hint(prev))
     if tok is None:
         line, col = _end_of_text(source)
         hint = f"expected {_describe(expected)}"
@@ -205,8 +209,7 @@ def _syntax_diagnostic(e: lark.exceptions.UnexpectedInput, source: ast.SourceFil
         if typo == ["model"]:
             hint = "did you mean `model`? " + hint
     elif tok.type in ("KEYWORD", "MODEL") and _followed_by_equal(source, tok):
-        hint = (f"`{tok}` is a reserved statement keyword and cannot be used as a name: "
-                f"choose another name, e.g. `{tok}_`")
+        hint = _reserved_hint(tok)
     elif tok.type == "KEYWORD" and ("RPAR" in expected or "RSQB" in expected):
         hint = "an earlier bracket is not closed"
     elif tok.type == "KEYWORD" and "NAME" in expected:
@@ -223,6 +226,11 @@ def _syntax_diagnostic(e: lark.exceptions.UnexpectedInput, source: ast.SourceFil
         hint = f"expected {_describe(expected)}; statements start with a keyword"
     width = max(1, len(str(tok)))
     return Diagnostic(msg, source.path, line, col, width, source.line(line), hint)
+
+
+def _reserved_hint(tok: Token) -> str:
+    return (f"`{tok}` is a reserved statement keyword and cannot be used as a name: "
+            f"choose another name, e.g. `{tok}_`")
 
 
 def _char_hint(ch: str) -> str:
