@@ -13,6 +13,7 @@ Results go to benchmarks/results/committee.json; docs/performance.md quotes them
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import platform
@@ -99,7 +100,8 @@ def main() -> None:
         out = str(Path(tmp) / "sol.csv")
         cold = cli_solve(cache, out)
         second = cli_solve(cache, out)
-        final = float(np.genfromtxt(out, delimiter=",", names=True)["excess_risk"][-1])
+        with open(out, newline="") as f:
+            final = float(list(csv.DictReader(f))[-1]["excess_risk"])
     results["eqgen_cli"] = {"cold_seconds": cold, "second_run_seconds": second,
                             "final_excess_risk": final}
 

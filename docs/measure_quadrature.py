@@ -16,12 +16,18 @@ Covariances are taken from Ω = [[Q, M], [Mᵀ, P]] of a p = k = 2 model at thre
 ReLU networks reach), with fields (λ1, λ2, ν1, ν2) in that order. The I4 rows include the
 diagonal pair c = e of the variance term, where two of the four fields coincide.
 
+With `--relu-model` it also measures what the ReLU I4 error does to a whole model: the SGD
+variance term of `models/committee_relu.eqg`, Σ_ce u_c u_e I4(j, l, c, e) (+ Δ J2), as the
+generated code computes it, against a Monte Carlo average of E[𝓔² σ'(λ_j) σ'(λ_l)] over the
+joint fields, at the spec's initial overlaps and at a nearly learned state.
+
 Run from the repository root:
 
-    .venv/bin/python docs/measure_quadrature.py              # about a minute on a laptop
+    .venv/bin/python docs/measure_quadrature.py              # 1-2 minutes
     .venv/bin/python docs/measure_quadrature.py --samples 1000000 --seed 1
+    .venv/bin/python docs/measure_quadrature.py --relu-model
 
-It prints a Markdown table (the one in docs/numerics.md was made this way).
+It prints Markdown tables (those in docs/numerics.md were made this way).
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import argparse
 import math
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -176,12 +183,66 @@ def one_dim_reference(v: float) -> float:
 
 
 # --------------------------------------------------------------------------------------------
+# the variance term of committee_relu
+
+
+def relu_model_variance(samples: int, seed: int) -> None:
+    """Print the variance term of models/committee_relu.eqg: generated code vs Monte Carlo."""
+    import eqgen
+
+    model = eqgen.load(Path(__file__).resolve().parent.parent / "models" / "committee_relu.eqg")
+    r = model.resolve()
+    p, k = r.p, r.k
+    scale = r.gamma * r.c_p / r.batch  # the prefactor γ c_p / B of the variance term
+    # dQ/dt is affine in γ: the difference of two learning rates isolates the variance term
+    full = model.vector_field()
+    half = model.vector_field({"gamma": r.gamma / 2})
+    P = r.init["P"]
+    states = {
+        "spec init": (r.init["Q"], r.init["M"]),
+        "learned": (0.98 * P[:p, :p] + 0.02 * np.eye(p), 0.97 * P[:p, :k]),
+    }
+    a, a_star = r.init["a"], r.init["a_star"]
+    u = np.concatenate([-r.c_p * a, r.c_k * a_star])
+    print("\n| state | entry | generated code | Monte Carlo | MC s.e. | rel. error |")
+    print("|---|---|---|---|---|---|")
+    for label, (Q, M) in states.items():
+        state = {"Q": Q, "M": M, "P": P, "a": a, "a_star": a_star}
+        dq = np.asarray(full(0.0, state)["Q"]) - np.asarray(half(0.0, state)["Q"])
+        V = dq / (0.5 * scale * np.outer(a, a))
+        omega = np.block([[Q, M], [M.T, P]])
+        evals, evecs = np.linalg.eigh(omega)
+        root = (evecs * np.sqrt(np.clip(evals, 0, None))) @ evecs.T
+        rng = np.random.default_rng(seed)
+        acc = np.zeros((p, p))
+        acc_sq = np.zeros((p, p))
+        done = 0
+        while done < samples:
+            n = min(1_000_000, samples - done)
+            h = rng.standard_normal((n, p + k)) @ root
+            err2 = (np.maximum(h, 0.0) @ u) ** 2 + r.Delta  # E over ξ of 𝓔², given h
+            step = (h[:, :p] > 0).astype(float)
+            v = err2[:, None, None] * step[:, :, None] * step[:, None, :]
+            acc += v.sum(axis=0)
+            acc_sq += (v * v).sum(axis=0)
+            done += n
+        mean = acc / samples
+        se = np.sqrt(np.clip(acc_sq / samples - mean**2, 0, None) / samples)
+        for j in range(p):
+            for l in range(j, p):
+                print(f"| {label} | V[{j},{l}] | {V[j, l]:.6f} | {mean[j, l]:.6f} | "
+                      f"{se[j, l]:.1e} | {(V[j, l] - mean[j, l]) / mean[j, l]:+.1%} |")
+
+
+# --------------------------------------------------------------------------------------------
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=10_000_000)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--relu-model", action="store_true",
+                    help="also measure the variance term of models/committee_relu.eqg")
     args = ap.parse_args()
     t0 = time.perf_counter()
     rows: list[tuple[str, ...]] = []
@@ -241,6 +302,8 @@ def main() -> None:
     print("|" + "---|" * len(head))
     for r in rows:
         print("| " + " | ".join(r) + " |")
+    if args.relu_model:
+        relu_model_variance(args.samples, args.seed)
     print(f"\n({time.perf_counter() - t0:.0f} s)")
 
 

@@ -193,10 +193,6 @@ def test_t_max_ends_the_default_grid(model: eqgen.Model):
     assert np.all(np.isfinite(a["excess_risk"]))
 
 
-@pytest.mark.xfail(strict=True, reason="the compiled solver is cached by the identity of the "
-                   "generated module's functions, and every Model imports a fresh module object, "
-                   "so loading the same spec again (or each `eqgen solve` call via cli.main) "
-                   "recompiles: ode._compiled misses every time")
 def test_loading_the_same_spec_again_reuses_the_compiled_solver(model: eqgen.Model,
                                                                 sol: eqgen.Solution):
     hits = ode._compiled.cache_info().hits

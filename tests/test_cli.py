@@ -400,8 +400,6 @@ def test_solve_init_with_wrong_shape_exits_1(capsys: pytest.CaptureFixture[str],
     assert not TRACEBACK.search(r.err)
 
 
-@pytest.mark.xfail(strict=True, reason="a wrong-shaped state in --init is reported as "
-                   "'--init: error: ...' without the JSON file's name")
 def test_solve_init_with_wrong_shape_names_the_file(capsys: pytest.CaptureFixture[str],
                                                     tmp_path: Path):
     init = tmp_path / "init.json"
@@ -424,9 +422,6 @@ def test_solve_init_missing_file_exits_1(capsys: pytest.CaptureFixture[str], tmp
     assert "absent.json" in r.err
 
 
-@pytest.mark.xfail(strict=True, reason="an --init file with an unknown state name raises "
-                   "UsageError (exit 2, 'unknown initial state(s) R') instead of a bad-input "
-                   "error (exit 1) that names the file")
 def test_solve_init_with_unknown_state_is_bad_input(capsys: pytest.CaptureFixture[str],
                                                     tmp_path: Path):
     init = tmp_path / "init.json"
@@ -452,10 +447,6 @@ def test_solve_bad_options_exit_2(capsys: pytest.CaptureFixture[str], args: list
     assert not TRACEBACK.search(r.err)
 
 
-@pytest.mark.xfail(strict=True, reason="`--t-max inf` is accepted; the save grid becomes NaN and "
-                   "diffrax raises 'saveat.ts must be increasing or decreasing' inside the jitted "
-                   "solve: exit 4, 'internal error: JaxRuntimeError' with a Python traceback "
-                   "in the message")
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")  # numpy, on the NaN grid
 def test_solve_infinite_t_max_is_a_usage_error(capsys: pytest.CaptureFixture[str]):
     r = run_cli(capsys, "solve", ERF, "--t-max", "inf")
