@@ -78,9 +78,15 @@ class Model:
     def _check_theory(self, r: Resolved) -> None:
         from eqgen.theories.committee import check_joint_size, regime_of, student_activation
 
-        regime_of(self.spec)
-        student_activation(self.spec)
-        check_joint_size(self.spec, r.p, r.k)
+        problems = []  # every problem, not just the first
+        for check in (lambda: regime_of(self.spec), lambda: student_activation(self.spec),
+                      lambda: check_joint_size(self.spec, r.p, r.k)):
+            try:
+                check()
+            except SpecError as e:
+                problems += e.diagnostics
+        if problems:
+            raise SpecError(problems)
 
     def resolve(self, params: Mapping[str, float] | None = None,
                 init: Mapping[str, Any] | None = None, init_source: str = "init") -> Resolved:

@@ -51,10 +51,7 @@ FORBIDDEN = re.compile(
 # ------------------------------------------------------------------------------------------
 # Known defects of eqgen (the expectation in the file is what should happen).
 
-XFAIL_REPORT = {
-    "regime_and_activation": "theory checks stop at the first problem: a refused regime hides "
-    "a non-differentiable student activation",
-}
+XFAIL_REPORT: dict[str, str] = {}  # name -> reason
 # The defects above also break the hint and caret checks, except where the expected error is
 # reported well and the defect lies elsewhere (extra errors).
 SECONDARY = dict(XFAIL_REPORT)

@@ -85,24 +85,26 @@ def _assert_close(gen, mc, name, n_se=5.0, abs_tol=1e-10):
         f"{np.max(err / np.maximum(se, 1e-300)):.1f})")
 
 
+HD, GF = "high_dimensional", "gradient_flow"
 CASES = [
-    # sigma, g, p, k, gamma, Delta, c_p, c_k, second, batch
-    ("erf(z / sqrt(2))", "erf(z / sqrt(2))", 3, 2, 1.5, 0.3, "1/p", "1/k", "fixed(1)", 1),
+    # sigma, g, p, k, gamma, Delta, c_p, c_k, second, batch, regime
+    ("erf(z / sqrt(2))", "erf(z / sqrt(2))", 3, 2, 1.5, 0.3, "1/p", "1/k", "fixed(1)", 1, HD),
     ("erf(z / sqrt(2))", "erf(z / sqrt(2))", 2, 2, 0.7, 0.0, "1/sqrt(p)", "1",
-     "trained(rate = 0.5)", 4),
-    ("relu(z)", "relu(z)", 2, 2, 1.0, 0.1, "1/p", "1/k", "fixed(1)", 1),
-    ("z**2", "z**2", 2, 1, 0.4, 0.2, "1/p", "1/k", "fixed(1)", 1),
-    ("erf(z / sqrt(2))", "He(3, z)", 2, 1, 0.5, 0.0, "1/p", "1", "fixed(1)", 1),
-    ("relu(z)", "He(3, z)", 2, 1, 0.5, 0.0, "1/p", "1", "fixed(1)", 1),
-    ("tanh(z)", "erf(z / sqrt(2))", 2, 1, 0.8, 0.1, "1/p", "1/k", "fixed(1)", 1),
+     "trained(rate = 0.5)", 4, HD),
+    ("relu(z)", "relu(z)", 2, 2, 1.0, 0.1, "1/p", "1/k", "trained(rate = 0.5)", 1, GF),
+    ("z**2", "z**2", 2, 1, 0.4, 0.2, "1/p", "1/k", "fixed(1)", 1, HD),
+    ("erf(z / sqrt(2))", "He(3, z)", 2, 1, 0.5, 0.0, "1/p", "1", "fixed(1)", 1, HD),
+    ("relu(z)", "He(3, z)", 2, 1, 0.5, 0.0, "1/p", "1", "fixed(1)", 1, GF),
+    ("erf(z / sqrt(2))", "relu(z)", 2, 2, 0.5, 0.1, "1/p", "1/k", "fixed(1)", 1, HD),
+    ("tanh(z)", "erf(z / sqrt(2))", 2, 1, 0.8, 0.1, "1/p", "1/k", "fixed(1)", 1, HD),
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[1]}-{c[8]}" for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[f"{c[0]}-{c[1]}-{c[8]}-{c[10]}" for c in CASES])
 def test_generated_field_matches_monte_carlo(tmp_path, case):
-    sigma, g, p, k, gamma, Delta, c_p, c_k, second, batch = case
+    sigma, g, p, k, gamma, Delta, c_p, c_k, second, batch, regime = case
     path = committee_spec(tmp_path, p=p, k=k, gamma=gamma, Delta=Delta, sigma=sigma, g=g,
-                          c_p=c_p, c_k=c_k, second=second, batch=batch)
+                          c_p=c_p, c_k=c_k, second=second, batch=batch, regime=regime)
     model = eqgen.load(path)
     trained = second.startswith("trained")
     state = _state(p, k, seed=11, trained=trained)
@@ -110,13 +112,21 @@ def test_generated_field_matches_monte_carlo(tmp_path, case):
     cp = {"1/p": 1 / p, "1/sqrt(p)": 1 / np.sqrt(p), "1": 1.0}[c_p]
     ck = {"1/k": 1 / k, "1": 1.0}[c_k]
     mc = monte_carlo(state, sigma=sigma, g=g, c_p=cp, c_k=ck, gamma=gamma, batch=batch,
-                     Delta=Delta, rate=0.5 if trained else 0.0)
+                     Delta=Delta, rate=0.5 if trained else 0.0, variance=regime == HD)
     _assert_close(d["M"], mc["M"], "dM/dt")
     _assert_close(d["Q"], mc["Q"], "dQ/dt")
     if trained:
         _assert_close(d["a"], mc["a"], "da/dt")
     _assert_close(obs["excess_risk"], mc["excess_risk"], "excess risk")
     assert obs["risk"] == pytest.approx(obs["excess_risk"] + Delta / 2, rel=1e-12)
+
+
+def test_kinked_integral_without_closed_form_is_refused(tmp_path):
+    """ReLU students in the high-dimensional regime need a ReLU I4, which eqgen can only
+    integrate numerically and inaccurately: refused instead of giving a plausible wrong curve."""
+    path = committee_spec(tmp_path, sigma="relu(z)", g="relu(z)")
+    with pytest.raises(eqgen.SpecError, match="kinks"):
+        eqgen.load(path).equations  # noqa: B018
 
 
 def test_monte_carlo_check_detects_a_missing_variance_term(tmp_path):

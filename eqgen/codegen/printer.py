@@ -72,13 +72,21 @@ class JaxCodePrinter(JaxPrinter):
     def _print_Half(self, expr: sp.Rational) -> str:
         return "1/2"
 
+    def _sqrt(self, base: sp.Expr) -> str:
+        # Gram determinants such as C11*C22 - C12**2 vanish exactly when two units coincide;
+        # compiled with fused multiply-adds they can come out as -1e-17: clamp at zero.
+        if base.is_number or base.is_Symbol or (base.is_Add and all(
+                a.is_positive or (a.is_Symbol and a.is_positive) for a in base.args)):
+            return f"jnp.sqrt({self._print(base)})"
+        return f"jnp.sqrt(jnp.maximum({self._print(base)}, 0))"
+
     def _print_Pow(self, expr: sp.Pow, rational: bool = False) -> str:  # noqa: ARG002
         base, exp = expr.as_base_exp()
         prec = precedence(expr)
         if exp == sp.S.Half:
-            return f"jnp.sqrt({self._print(base)})"
+            return self._sqrt(base)
         if exp == -sp.S.Half:
-            return f"1/jnp.sqrt({self._print(base)})"
+            return f"1/{self._sqrt(base)}"
         if exp == -1:
             return f"1/{self.parenthesize(base, prec)}"
         if exp.is_Integer and exp < 0:
