@@ -75,6 +75,29 @@ def rhs_times(p: int, k: int, repeats: int) -> dict[str, float]:
     return {"eqgen_s": t_jax, "numpy_s": t_np, "speedup": t_np / t_jax}
 
 
+def peak_rss_mb(code: str) -> float:
+    """Peak resident memory of a fresh Python process running `code` (GNU time's %M)."""
+    r = subprocess.run(["/usr/bin/time", "-f", "%M", sys.executable, "-c", code],
+                       capture_output=True, text=True, check=True, cwd=ROOT)
+    return int(r.stderr.strip().splitlines()[-1]) / 1024
+
+
+MEMORY_CODE = {
+    "numpy_rhs_p64": (
+        "import json, numpy as np; from benchmarks import baseline_numpy as b; "
+        "i = json.load(open('benchmarks/init_p64_k4.json')); "
+        "b.committee_erf_rhs(np.array(i['Q']), np.array(i['M']), np.array(i['P']), "
+        "np.ones(64), np.ones(4), 1/64, 1/4, 0.5, 0.0)"),
+    "eqgen_rhs_p64": (
+        "import json, jax, eqgen; m = eqgen.load('models/committee_erf.eqg'); "
+        "i = json.load(open('benchmarks/init_p64_k4.json')); "
+        "f = m.vector_field({'p': 64, 'k': 4, 'gamma': 32.0}); "
+        "jax.block_until_ready(f(0.0, i))"),
+    "baseline_python_numpy_import": "import numpy, scipy.integrate",
+    "baseline_python_jax_import": "import jax, diffrax, eqgen.model",
+}
+
+
 def cli_solve(cache: str, out: str, jax_cache: str = "0") -> float:
     cmd = [sys.executable, "-m", "eqgen", "solve", str(SPEC), "--set", "p=10", "--set", "k=2",
            "--set", "gamma=5", "--init", str(INIT), "--t-max", str(T_MAX), "--rtol", str(RTOL),
@@ -132,6 +155,7 @@ def main() -> None:
                             "final_excess_risk": float(sol["excess_risk"][-1])}
     results["rhs_p10_k2"] = rhs_times(10, 2, repeats=2000)
     results["rhs_p64_k4"] = rhs_times(64, 4, repeats=20)
+    results["peak_rss_mb"] = {name: peak_rss_mb(code) for name, code in MEMORY_CODE.items()}
     ratios = {
         "cli_cold_vs_dop853": cold / t_dop,
         "cli_second_run_vs_dop853": second / t_dop,

@@ -16,6 +16,9 @@ def _persistent_cache() -> None:
         from eqgen.codegen.module import cache_dir
 
         value = str(cache_dir() / "jax")
+    # equinox's run-time checks use host callbacks, which JAX does not cache: make them
+    # return NaN instead (the solve is checked for non-finite values anyway)
+    os.environ.setdefault("EQX_ON_ERROR", "nan")
     jax.config.update("jax_compilation_cache_dir", value)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 

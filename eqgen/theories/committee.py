@@ -17,18 +17,23 @@ from eqgen.errors import SpecError
 from eqgen.spec.committee import CommitteeSpec
 from eqgen.symbolic import convert
 from eqgen.symbolic.expectations import expectation
-from eqgen.theories.regimes import NoOdeLimit, RegimeInfo, classify
+from eqgen.theories.checks import (  # noqa: F401  (re-exported)
+    JOINT_MAX_NODES,
+    JOINT_ORDER,
+    check_joint_size,
+    joint_nodes,
+    regime_of,
+)
+from eqgen.theories.regimes import RegimeInfo
 
 Z = convert.Z
 
 # Quadrature orders (per dimension) for integrals without a closed form.
 QUADRATURE_ORDER = {1: 64, 2: 32, 3: 20, 4: 14}
-# Functions whose kinks make Gauss–Hermite quadrature inaccurate (errors of 1–30 % measured for
-# the ReLU I4, not cured by raising the order) and a discontinuous function of the overlaps.
-NON_SMOOTH = (sp.Heaviside, sp.sign, sp.Abs, sp.Max, sp.Min, sp.DiracDelta)
-# Nodes per dimension, and the largest grid, for the joint expectation of non-square losses.
-JOINT_ORDER = 16
-JOINT_MAX_NODES = 2_000_000  # 16^5: p + k ≤ 4
+# Discontinuous factors (the derivative of ReLU, sign, ...) make Gauss–Hermite quadrature
+# inaccurate (errors of 1–30 % measured for the ReLU I4, not cured by raising the order) and a
+# discontinuous function of the overlaps. Continuous kinks (a ReLU teacher) converge, slowly.
+NON_SMOOTH = (sp.Heaviside, sp.sign, sp.DiracDelta)
 
 
 @dataclass(frozen=True)
@@ -167,35 +172,6 @@ def student_activation(spec: CommitteeSpec) -> sp.Expr:
     return sigma
 
 
-def regime_of(spec: CommitteeSpec) -> RegimeInfo:
-    """The spec's regime, or `SpecError` (with the reason) when no ODE limit exists."""
-    r = spec.regime
-    try:
-        return classify(r.kind, r.kappa, r.delta)
-    except NoOdeLimit as e:
-        raise SpecError(spec.diagnostic(str(e), r.pos,
-                                        "choose exponents with −δ < (κ + 1)/2")) from None
-
-
-def joint_nodes(p: int, k: int) -> int:
-    """Quadrature nodes of the joint (λ, ν, ξ) grid used for non-square losses."""
-    return JOINT_ORDER ** (p + k + 1)
-
-
-def check_joint_size(spec: CommitteeSpec, p: int, k: int) -> None:
-    """Refuse non-square losses whose joint quadrature grid would be too large."""
-    if spec.loss is None:
-        return
-    n = joint_nodes(p, k)
-    if n > JOINT_MAX_NODES:
-        raise SpecError(spec.diagnostic(
-            f"a non-square loss needs a joint quadrature over p + k + 1 = {p + k + 1} "
-            f"Gaussian fields: {JOINT_ORDER}^{p + k + 1} = {n:.3g} nodes per evaluation "
-            f"(limit {JOINT_MAX_NODES:.0e})", spec.loss.pos,
-            f"use p + k ≤ {int(np.log(JOINT_MAX_NODES) / np.log(JOINT_ORDER)) - 1}, "
-            "or the square loss (exact index-form ODE for any p, k)"))
-
-
 def _refuse_kinked_quadrature(spec: CommitteeSpec, integrals: list[Integral]) -> None:
     """No plausible-looking wrong curves: a kinked integrand without a closed form is refused."""
     bad = [it for it in integrals if not it.exact
@@ -204,8 +180,9 @@ def _refuse_kinked_quadrature(spec: CommitteeSpec, integrals: list[Integral]) ->
         return
     names = ", ".join(f"{it.kind} ({', '.join(it.classes) or 'student'})" for it in bad)
     raise SpecError(spec.diagnostic(
-        f"no closed form is known for {names}, and its integrand has kinks (ReLU, sign, abs, "
-        "max): Gauss-Hermite quadrature is off by up to 30 % there, so eqgen refuses it",
+        f"no closed form is known for {names}, and its integrand has kinks (a step such as "
+        "the derivative of ReLU, or sign): Gauss-Hermite quadrature is off by up to 30 % "
+        "there, so eqgen refuses it",
         spec.student.activation.pos,
         "use `regime gradient_flow` (no I4 term), a smooth activation (erf, tanh, "
         "softplus, polynomials), or a teacher eqgen has exact forms for"))
