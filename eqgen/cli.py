@@ -61,8 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--save-at", metavar="T1,T2,...")
     s.add_argument("--rtol", type=float, default=1e-8)
     s.add_argument("--atol", type=float, default=1e-10)
-    s.add_argument("--solver", default="auto",
-                   help="auto (Tsit5; Dopri8 when rtol < 1e-8), tsit5, dopri5, dopri8, "
+    s.add_argument("--solver", default="tsit5",
+                   help="tsit5 (default), dopri5, dopri8 (8th order), "
                    "kvaerno5 (stiff)")
     s.add_argument("--max-steps", type=int, default=None)
     s.add_argument("--samples", type=int, help="Monte Carlo samples (DMFT models)")

@@ -223,7 +223,7 @@ class Model:
     def solve(self, params: Mapping[str, float] | None = None,
               init: Mapping[str, Any] | None = None, save_at: Sequence[float] | None = None,
               t_max: float | None = None, rtol: float = 1e-8, atol: float = 1e-10,
-              solver: str = "auto", max_steps: int | None = None,
+              solver: str = "tsit5", max_steps: int | None = None,
               init_source: str = "init") -> eqgen.Solution:
         """Integrate the ODEs; see DESIGN's API. Raises `NumericalError` on failure."""
         from eqgen.runtime import ode
