@@ -47,8 +47,18 @@ def _param_names(eq: Any) -> dict[sp.Symbol, sp.Symbol]:
 
 
 def _integral_latex(eq: Any, it: Any) -> str:
+    if it.parts is not None:
+        curvature, slope = it.parts
+        cls = f"^{{\\mathrm{{{','.join(it.classes)}}}}}" if it.classes else ""
+        head = (f"\\paragraph{{$I_3{cls}$}} by Stein's lemma (the second field enters "
+                "linearly): $I_3 = C_{12}\\, \\mathbb{E}[\\sigma''(h_1) \\varphi(h_3)] + "
+                "C_{23}\\, \\mathbb{E}[\\sigma'(h_1) \\varphi'(h_3)]$, with the two "
+                "two-dimensional integrals below over $(h_1, h_3)$ (written with fields 1, 2).\n")
+        return head + _integral_latex(eq, curvature) + _integral_latex(eq, slope)
     fields = r"\,".join(_factor_name(eq, f, i + 1) for i, f in enumerate(it.factors))
     lhs = {"I2": "I_2", "I3": "I_3", "I4": "I_4", "J2": "J_2"}[it.kind]
+    if it.name.endswith("_stein_curvature") or it.name.endswith("_stein_slope"):
+        lhs = r"S_{\mathrm{" + it.name.rsplit("_", 1)[1] + "}}"
     cls = f"^{{\\mathrm{{{','.join(it.classes)}}}}}" if it.classes else ""
     head = (f"\\paragraph{{${lhs}{cls}$}} $= \\mathbb{{E}}[{fields}]$, "
             f"$h \\sim \\mathcal{{N}}(0, C)$. Method: {_escape(it.method)}.")
@@ -66,6 +76,10 @@ def _factor_name(eq: Any, f: sp.Expr, i: int) -> str:
         return f"h_{i}"
     if f == eq.sigma_prime:
         return f"\\sigma'(h_{i})"
+    if f == eq.sigma_second:
+        return f"\\sigma''(h_{i})"
+    if f == eq.g_prime:
+        return f"g'(h_{i})"
     if f == eq.sigma:
         return f"\\sigma(h_{i})"
     return f"g(h_{i})"

@@ -198,3 +198,24 @@ def test_non_square_loss_matches_monte_carlo(tmp_path):
                      gamma=0.5, batch=1, Delta=0.0, rate=0.0, loss_grad=grad)
     _assert_close(d["M"], mc["M"], "dM/dt", abs_tol=1e-4)
     _assert_close(d["Q"], mc["Q"], "dQ/dt", abs_tol=1e-4)
+
+
+def test_stein_reduction_of_i3_for_a_generic_activation(tmp_path):
+    """tanh has no closed form: I3 goes through Stein's lemma (two 2-D quadratures), which must
+    agree with a direct 3-D Gauss–Hermite quadrature of E[σ'(h1) h2 φ(h3)]."""
+    from eqgen.runtime.quadrature import gaussian_expectation
+
+    model = eqgen.load(committee_spec(tmp_path, sigma="tanh(z)", p=2, k=1))
+    it = model.equations.integral("i3_student")
+    assert it.parts is not None and "Stein" in it.method
+    rng = np.random.default_rng(3)
+    v = rng.standard_normal((3, 5))
+    C = v @ v.T / 5
+    entries = {f"C{i + 1}{j + 1}": jnp.float64(C[i, j]) for i in range(3) for j in range(i, 3)}
+    got = float(model.module.i3_student(**entries))
+
+    def integrand(h):
+        return (1 - jnp.tanh(h[..., 0]) ** 2) * h[..., 1] * jnp.tanh(h[..., 2])
+
+    want = float(gaussian_expectation(integrand, jnp.asarray(C), order=80))  # converged
+    assert got == pytest.approx(want, rel=1e-5)

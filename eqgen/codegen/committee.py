@@ -46,6 +46,8 @@ def _latex_of(name: str, eq: CommitteeEquations) -> str:
 
 
 def _integral_function(eq: CommitteeEquations, it: Integral) -> str:
+    if it.parts is not None:
+        return _stein_function(eq, it)
     args = [str(a) for a in it.args]
     fields = " ".join(_describe_factor(eq, f, i + 1) for i, f in enumerate(it.factors))
     head = f"{it.kind}: E[{fields}] over h ~ N(0, C); {it.method}."
@@ -62,8 +64,24 @@ def _integral_function(eq: CommitteeEquations, it: Integral) -> str:
     return _function(it.name, args, doc, body)
 
 
+def _stein_function(eq: CommitteeEquations, it: Integral) -> str:
+    """I3 as C12 · E[σ''(h1) φ(h3)] + C23 · E[σ'(h1) φ'(h3)] (Stein's lemma), each part its
+    own generated function over the 2-D covariance (C11, C13, C33)."""
+    curvature, slope = it.parts
+    out = [_integral_function(eq, curvature), _integral_function(eq, slope)]
+    args = [str(a) for a in it.args]
+    doc = (f"I3: E[σ'(h1) h2 φ(h3)] by Stein's lemma (h2 linear):\n"
+           f"C12 · E[σ''(h1) φ(h3)] + C23 · E[σ'(h1) φ'(h3)], see {curvature.name} and "
+           f"{slope.name}.")
+    body = [f"return (C12 * {curvature.name}(C11=C11, C12=C13, C22=C33)",
+            f"        + C23 * {slope.name}(C11=C11, C12=C13, C22=C33))"]
+    out.append(_function(it.name, args, doc, body))
+    return "\n\n\n".join(out)
+
+
 def _describe_factor(eq: CommitteeEquations, f: sp.Expr, i: int) -> str:
-    name = {"_identity": "", "sigma_prime": "σ'", "sigma": "σ", "g": "g"}[_factor_fn(eq, f)]
+    name = {"_identity": "", "sigma_prime": "σ'", "sigma": "σ", "g": "g",
+            "sigma_second": "σ''", "g_prime": "g'"}[_factor_fn(eq, f)]
     return f"{name}(h{i})" if name else f"h{i}"
 
 
@@ -72,6 +90,10 @@ def _factor_fn(eq: CommitteeEquations, f: sp.Expr) -> str:
         return "_identity"
     if f == eq.sigma_prime:
         return "sigma_prime"
+    if f == eq.sigma_second:
+        return "sigma_second"
+    if f == eq.g_prime:
+        return "g_prime"
     if f == eq.sigma:
         return "sigma"
     if f == eq.g:
@@ -87,6 +109,15 @@ def _activation_functions(eq: CommitteeEquations) -> list[str]:
                   [f"return {jax_code(eq.sigma_prime)}"]),
         _function("g", ["z"], f"Teacher activation g(z) = {sp.latex(eq.g)}.",
                   [f"return {jax_code(eq.g)}"]),
+    ]
+    if any(it.parts for it in eq.integrals):
+        out += [
+            _function("sigma_second", ["z"], f"σ''(z) = {sp.latex(eq.sigma_second)}.",
+                      [f"return {jax_code(eq.sigma_second)}"]),
+            _function("g_prime", ["z"], f"g'(z) = {sp.latex(eq.g_prime)}.",
+                      [f"return {jax_code(eq.g_prime)}"]),
+        ]
+    out += [
         _function("_identity", ["z"], "The linear factor h of I3.", ["return z"]),
     ]
     return out
@@ -459,11 +490,12 @@ def _joint_observables(eq: CommitteeEquations) -> str:
 def module_source(eq: CommitteeEquations, *, header: str, defaults: dict[str, float]) -> str:
     """The full text of the generated module for `eq` (deterministic)."""
     spec = eq.spec
-    numerical = [i for i in eq.integrals if not i.exact]
+    numerical = [part for i in eq.integrals for part in (i.parts or (i,)) if not part.exact]
     imports = ["import jax", "import jax.numpy as jnp", "import jax.scipy.special as jsp",
                "import numpy as np"]
     runtime = []
-    code = "\n".join(jax_code(i.expr) for i in eq.integrals if i.exact)
+    code = "\n".join(jax_code(part.expr) for i in eq.integrals for part in (i.parts or (i,))
+                     if part.expr is not None)
     if "arcsin(" in code.replace("jnp.arcsin(", ""):
         imports.append("")
         imports.append("from eqgen.runtime.special import arcsin")
