@@ -266,7 +266,8 @@ class Model:
             raw = ode.solve(module.vector_field, module.observables, r.init, r.params, ts,
                             evolving=module.EVOLVING, rtol=rtol, atol=atol, solver=solver,
                             max_steps=max_steps or ode.DEFAULT_MAX_STEPS,
-                            state_order=module.STATES, observable_order=module.OBSERVABLES)
+                            state_order=module.STATES, observable_order=module.OBSERVABLES,
+                            cache_key=modfile.freshness_key(self.spec.source.text))
         except NumericalError as e:
             if isinstance(e.partial, ode.RawSolution):
                 e.partial = solution(e.partial)

@@ -86,6 +86,19 @@ def write_atomic(path: Path, text: str) -> None:
             os.unlink(tmp)
 
 
+def write_atomic_bytes(path: Path, data: bytes) -> None:
+    """Binary twin of `write_atomic`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def load_module(path: Path) -> ModuleType:
     """Import a generated module from its file (a fresh module object each time)."""
     name = f"eqgen_generated_{path.stem}_{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"

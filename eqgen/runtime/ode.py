@@ -7,8 +7,11 @@ same model again in a process (a sweep, a notebook) costs only the integration i
 from __future__ import annotations
 
 import functools
+import hashlib
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import jax
 
@@ -90,11 +93,51 @@ def _compiled(vector_field: Callable, observables: Callable, solver: str, max_st
     return run
 
 
+_EXPORTED: dict[str, Callable] = {}
+
+
+def _exported_dir() -> Path | None:
+    """Where traced solvers are kept across processes: only with EQGEN_JAX_CACHE (opt-in)."""
+    value = os.environ.get("EQGEN_JAX_CACHE", "")
+    if not value or value == "0":
+        return None
+    if value == "1":
+        from eqgen.codegen.module import cache_dir
+
+        return cache_dir() / "exported"
+    return Path(value) / "exported"
+
+
+def _exported(run: Callable, args: tuple, folder: Path, key: str) -> Callable:
+    """The solver as a serialised `jax.export` artefact, so that a later process skips tracing
+    diffrax in Python (about 1.5 s); its compilation then comes from JAX's persistent cache.
+    Any failure falls back to the traced solver."""
+    shapes = jax.tree_util.tree_map(lambda a: (a.shape, str(a.dtype)), args)
+    digest = hashlib.sha256(f"{key}|{shapes}|{jax.__version__}|{diffrax.__version__}".encode())
+    name = digest.hexdigest()
+    if name in _EXPORTED:
+        return _EXPORTED[name]
+    path = folder / f"{name}.jaxexport"
+    try:
+        if path.exists():
+            exp = jax.export.deserialize(bytearray(path.read_bytes()))
+        else:
+            exp = jax.export.export(run)(*args)
+            from eqgen.codegen.module import write_atomic_bytes
+
+            write_atomic_bytes(path, bytes(exp.serialize()))
+        fn = jax.jit(exp.call)
+    except Exception:  # noqa: BLE001 - an optimisation only: never fail a solve for it
+        return run
+    _EXPORTED[name] = fn
+    return fn
+
+
 def solve(vector_field: Callable, observables: Callable, y0: Mapping[str, np.ndarray],
           params: Mapping[str, float], ts: np.ndarray, *, evolving: tuple[str, ...],
           rtol: float = 1e-8, atol: float = 1e-10, solver: str = "tsit5",
           max_steps: int = DEFAULT_MAX_STEPS, state_order: tuple[str, ...] = (),
-          observable_order: tuple[str, ...] = ()) -> RawSolution:
+          observable_order: tuple[str, ...] = (), cache_key: str | None = None) -> RawSolution:
     """Integrate from `ts[0]` to `ts[-1]`, stepping exactly onto every time in `ts`.
 
     Raises `NumericalError` (with the partial solution up to the last finite time) when the
@@ -107,7 +150,12 @@ def solve(vector_field: Callable, observables: Callable, y0: Mapping[str, np.nda
     consts = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in y0.items() if k not in evolving}
     p = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in params.items()}
     ts_j = jnp.asarray(ts, dtype=jnp.float64)
-    ys, obs, result, steps = run(y, consts, p, ts_j, jnp.float64(rtol), jnp.float64(atol))
+    args = (y, consts, p, ts_j, jnp.float64(rtol), jnp.float64(atol))
+    exported_dir = _exported_dir()
+    if cache_key is not None and exported_dir is not None:
+        run = _exported(run, args, exported_dir,
+                        f"{cache_key}|{name}|{max_steps}|{','.join(evolving)}")
+    ys, obs, result, steps = run(*args)
     observable_order = tuple(observable_order) or tuple(obs)
     states = {k: np.asarray(v) for k, v in ys.items()}
     for k, v in consts.items():
