@@ -133,7 +133,7 @@ def committee_document(eq: Any) -> str:
             lines.append(r"\frac{dM_{jr}}{dt} &= 0")
             lines.append(r"\frac{dQ_{jl}}{dt} &= a_j a_l \Big[\sum_{c,e} u_c u_e\, "
                          r"I_4(j, l, c, e) + \Delta\, J_2(j, l)\Big]")
-        if eq.trained:
+        if eq.trained and r.drift:
             lines.append(r"\frac{da_j}{dt} &= \rho_a \sum_c u_c\, I_2(j, c)")
         out.append(" \\\\\n".join(lines) + "\n\\end{align}\n")
         out.append("\\subsection*{Gaussian integrals}\n")

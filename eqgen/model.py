@@ -202,7 +202,9 @@ class Model:
     def vector_field(self, params: Mapping[str, float] | None = None) -> Callable:
         """The jitted right-hand side `f(t, state)` → dict of time derivatives.
 
-        `state` maps Q, M, P (and optionally a, a_star; defaults from the spec) to arrays.
+        `state` maps Q, M, P (and optionally a, a_star) to arrays. States left out take neutral
+        values, not the spec's `init`: Q = I, M = 0, P = I, a from `second_layer = fixed(...)`
+        (else 1) and a* = 1.
         """
         import jax
         import jax.numpy as jnp

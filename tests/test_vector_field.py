@@ -25,6 +25,7 @@ NUMPY_ACTS = {
     "z**2": (lambda z: z**2, lambda z: 2 * z),
     "He(3, z)": (lambda z: z**3 - 3 * z, lambda z: 3 * z**2 - 3),
     "tanh(z)": (np.tanh, lambda z: 1 - np.tanh(z) ** 2),
+    "sign(z)": (np.sign, None),  # teacher only
 }
 
 
@@ -97,6 +98,7 @@ CASES = [
     ("relu(z)", "He(3, z)", 2, 1, 0.5, 0.0, "1/p", "1", "fixed(1)", 1, GF),
     ("erf(z / sqrt(2))", "relu(z)", 2, 2, 0.5, 0.1, "1/p", "1/k", "fixed(1)", 1, HD),
     ("tanh(z)", "erf(z / sqrt(2))", 2, 1, 0.8, 0.1, "1/p", "1/k", "fixed(1)", 1, HD),
+    ("erf(z / sqrt(2))", "sign(z)", 2, 1, 0.6, 0.0, "1/p", "1", "fixed(1)", 1, HD),
 ]
 
 

@@ -335,7 +335,7 @@ def _square_vector_field(eq: CommitteeEquations) -> str:
             "V = jnp.zeros((p, p)).at[ji, li].set(V).at[li, ji].set(V)",
             f"dQ = dQ + {coef} * (a[:, None] * a[None, :]) * V",
         ]
-    if eq.trained:
+    if eq.trained and r.drift:
         body += [
             "",
             "# trained second layer: da_j/dt = rate · Σ_c u_c I2(j, c)",
@@ -390,7 +390,7 @@ def _vf_doc(eq: CommitteeEquations) -> str:
                   r"\frac{dQ_{jl}}{dt} = a_j E[\mathcal{E} \sigma'(\lambda_j) \lambda_l] + "
                   r"(j \leftrightarrow l) + \frac{\gamma c_p}{B} a_j a_l "
                   r"E[\mathcal{E}^2 \sigma'(\lambda_j) \sigma'(\lambda_l)]"]
-    if eq.trained:
+    if eq.trained and r.drift:
         lines.append(r"\frac{da_j}{dt} = \mathrm{rate}\, E[\mathcal{E} \sigma(\lambda_j)]")
     return "\n".join(lines)
 
@@ -466,7 +466,7 @@ def _joint_vector_field(eq: CommitteeEquations) -> str:
             "V = jnp.einsum('n,nj,nl->jl', w * E**2, dsig, dsig)",
             f"dQ = dQ + {coef} * (a[:, None] * a[None, :]) * V",
         ]
-    if eq.trained:
+    if eq.trained and r.drift:
         body.append("da = s[\"rate\"] * jnp.einsum('n,nj->j', w * E, sigma(lam))")
     else:
         body.append("da = jnp.zeros_like(a)")

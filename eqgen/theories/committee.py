@@ -126,7 +126,11 @@ def finite_at_coincidences(kind: str, expr: sp.Expr, args: tuple[sp.Symbol, ...]
     """
     import scipy.special
 
-    fn = sp.lambdify(args, expr, modules=[{"erf": scipy.special.erf}, "numpy"])
+    # evaluate as the generated code does: arcsin arguments clipped to [-1, 1] and square
+    # roots of round-off negatives clamped at 0 (eqgen.codegen.printer)
+    safe = {"erf": scipy.special.erf, "asin": lambda x: np.arcsin(np.clip(x, -1.0, 1.0)),
+            "sqrt": lambda x: np.sqrt(np.maximum(x, 0.0))}
+    fn = sp.lambdify(args, expr, modules=[safe, "numpy"])
     rng = np.random.default_rng(0)
     for group in COINCIDENCES[kind]:
         for _ in range(3):
