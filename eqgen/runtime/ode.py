@@ -34,6 +34,9 @@ SOLVERS = {
 # even at rtol = 1e-10 (docs/performance.md); Dopri8 is more accurate per tolerance.
 DEFAULT_MAX_STEPS = 1_000_000
 BLOW_UP = 1e12  # an overlap this large means the dynamics diverged
+# Forward solves only: a plain while loop traces and compiles faster than the default
+# recursive-checkpointing adjoint, which exists for reverse-mode differentiation.
+ADJOINT = diffrax.ForwardMode() if hasattr(diffrax, "ForwardMode") else diffrax.DirectAdjoint()
 
 
 def choose_solver(name: str, rtol: float) -> str:
@@ -83,7 +86,7 @@ def _compiled(vector_field: Callable, observables: Callable, solver: str, max_st
             term, solver_obj, t0=ts[0], t1=ts[-1], dt0=None, y0=flat,
             args=(params, consts, unravel), saveat=diffrax.SaveAt(ts=ts),
             stepsize_controller=controller, max_steps=max_steps, throw=False,
-            event=diffrax.Event(diverged))
+            event=diffrax.Event(diverged), adjoint=ADJOINT)
         ys = jax.vmap(unravel)(sol.ys)
         full = {**ys, **{k: jnp.broadcast_to(v, (ts.shape[0], *v.shape))
                          for k, v in consts.items()}}
