@@ -25,9 +25,8 @@ def _slice(cls: str) -> str:
 
 
 def _function(name: str, args: list[str], doc: str, body: list[str]) -> str:
+    """A function definition: signature, raw docstring (it holds LaTeX), indented body."""
     doc = textwrap.indent(doc.strip(), INDENT)
-    lines = [f"def {name}({', '.join(args)}):", f'{INDENT}r"""{doc.strip()}', "", f'{INDENT}"""']
-    # keep the first docstring line on the opening quotes
     lines = [f"def {name}({', '.join(args)}):", f'{INDENT}r"""' + doc.strip() + f'\n{INDENT}"""']
     lines += [INDENT + b if b else "" for b in body]
     return "\n".join(lines)
@@ -39,10 +38,6 @@ def _expr_body(expr: sp.Expr) -> list[str]:
     body = [f"{s} = {jax_code(e)}" for s, e in temps]
     body.append(f"return {jax_code(reduced)}")
     return body
-
-
-def _latex_of(name: str, eq: CommitteeEquations) -> str:
-    return sp.latex(eq.integral(name).expr) if eq.integral(name).exact else ""
 
 
 def _integral_function(eq: CommitteeEquations, it: Integral) -> str:
