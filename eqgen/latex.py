@@ -63,12 +63,26 @@ def _integral_latex(eq: Any, it: Any) -> str:
     head = (f"\\paragraph{{${lhs}{cls}$}} $= \\mathbb{{E}}[{fields}]$, "
             f"$h \\sim \\mathcal{{N}}(0, C)$. Method: {_escape(it.method)}.")
     if it.exact:
-        expr = it.expr.xreplace(_cov_names(it.dim))
-        body = sp.latex(expr)
-        return head + "\n\\begin{equation*}\n" + f"{lhs}{cls} = {body}\n" + "\\end{equation*}\n"
+        return head + _formula(f"{lhs}{cls}", it.expr.xreplace(_cov_names(it.dim)))
     nodes = it.order ** it.dim
     return head + (f" No closed form is known to eqgen: Gauss--Hermite quadrature on a symmetric"
                    f" square root of $C$, order {it.order} per dimension ({nodes} nodes).\n")
+
+
+LONG_FORMULA = 160  # characters of LaTeX source beyond which a formula is split into parts
+
+
+def _formula(lhs: str, expr: sp.Expr) -> str:
+    """`lhs = expr` as display math; long formulas are split by common subexpressions into
+    an aligned list of named parts (x_0, x_1, ...) so that they fit on the page."""
+    flat = sp.latex(expr)
+    if len(flat) <= LONG_FORMULA:
+        return f"\n\\begin{{equation*}}\n{lhs} = {flat}\n\\end{{equation*}}\n"
+    temps, (reduced,) = sp.cse(expr, symbols=sp.numbered_symbols("x"), optimizations="basic")
+    rows = [f"{lhs} &= {sp.latex(reduced)}"]
+    rows += [f"{sp.latex(t)} &= {sp.latex(v)}" for t, v in temps]
+    where = " \\\\\n".join(rows)
+    return f"\n\\begin{{align*}}\n{where}\n\\end{{align*}}\n"
 
 
 def _factor_name(eq: Any, f: sp.Expr, i: int) -> str:
