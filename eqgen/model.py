@@ -128,7 +128,7 @@ class Model:
         from eqgen.codegen.committee import module_source
 
         eq = self.equations
-        key = modfile.freshness_key(self.spec.source.text)
+        key = self._key
         extra = f"Regime: {eq.regime.summary}.\nTime: {eq.regime.time_unit}."
         if self.title:
             extra = self.title.replace('"', "'") + "\n\n" + extra
@@ -144,12 +144,17 @@ class Model:
         self._smoke_test(modfile.load_module(path), evaluate=True)
         return path
 
+    @functools.cached_property
+    def _key(self) -> str:
+        """The freshness key of this spec's generated module."""
+        return modfile.freshness_key(self.spec.source.text)
+
     def _fresh_module_exists(self) -> bool:
-        key = modfile.freshness_key(self.spec.source.text)
+        key = self._key
         return any(p.exists() and modfile.read_key(p) == key for p in self._candidates())
 
     def _candidates(self) -> list[Path]:
-        key = modfile.freshness_key(self.spec.source.text)
+        key = self._key
         shipped = self.path.resolve().parent.parent / "generated" / f"{self.name}.py"
         cached = modfile.cache_dir() / f"{self.name}-{key[:16]}.py"
         return [shipped, cached]
@@ -160,7 +165,7 @@ class Model:
         if self._module is None:
             import eqgen.runtime  # noqa: F401  (float64 and the optional compilation cache first)
 
-            key = modfile.freshness_key(self.spec.source.text)
+            key = self._key
             for path in self._candidates():
                 if path.exists() and modfile.read_key(path) == key:
                     # checked (traced and evaluated) when it was written
@@ -269,7 +274,7 @@ class Model:
                             evolving=module.EVOLVING, rtol=rtol, atol=atol, solver=solver,
                             max_steps=max_steps or ode.DEFAULT_MAX_STEPS,
                             state_order=module.STATES, observable_order=module.OBSERVABLES,
-                            cache_key=modfile.freshness_key(self.spec.source.text))
+                            cache_key=self._key)
         except NumericalError as e:
             if isinstance(e.partial, ode.RawSolution):
                 e.partial = solution(e.partial)

@@ -74,20 +74,12 @@ def read_key(path: Path) -> str | None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write through a temporary file and rename, so concurrent writers never tear a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Write text (UTF-8, newlines as written) atomically; see `write_atomic_bytes`."""
+    write_atomic_bytes(path, text.encode("utf-8"))
 
 
 def write_atomic_bytes(path: Path, data: bytes) -> None:
-    """Binary twin of `write_atomic`."""
+    """Write through a temporary file and rename, so concurrent writers never tear a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
