@@ -1,4 +1,4 @@
-"""The `eqgen` command (contract in DESIGN.md): check, latex, generate, solve.
+"""The `eqgen` command (contract in DESIGN.md): check, latex, generate, solve, simulate, compare.
 
 Exit codes: 0 success; 1 bad spec or input; 2 usage; 3 numerical failure. Errors are printed
 as messages, never as Python tracebacks (set EQGEN_DEBUG=1 to see one for internal errors).
@@ -67,9 +67,37 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--max-steps", type=int, default=None)
     s.add_argument("--samples", type=int, help="Monte Carlo samples (DMFT models)")
     s.add_argument("--seed", type=int, help="random seed (DMFT models)")
+    s.add_argument("--extrapolate", action="store_true",
+                   help="Richardson extrapolation in the step (continuous-time DMFT models)")
     s.add_argument("-o", "--output", metavar="FILE.csv|FILE.json")
     s.add_argument("--plot", metavar="FILE.png")
+
+    sm = sub.add_parser("simulate", help="finite-d SGD: seed means and standard errors")
+    cp = sub.add_parser("compare", help="theory against finite-d simulation: CSV and plot")
+    for q in (sm, cp):
+        _add_simulation_options(q)
     return p
+
+
+def _add_simulation_options(q: argparse.ArgumentParser) -> None:
+    """`simulate` and `compare`: the options of `solve`, plus --d and --seeds."""
+    q.add_argument("spec", metavar="SPEC")
+    q.add_argument("--d", type=int, required=True, metavar="D",
+                   help="input dimension of the simulated networks")
+    q.add_argument("--seeds", type=int, default=4, metavar="N",
+                   help="independent SGD runs to average (default 4)")
+    q.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
+    q.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="sets")
+    q.add_argument("--init", metavar="FILE.json")
+    q.add_argument("--t-max", type=float)
+    q.add_argument("--save-at", metavar="T1,T2,...")
+    q.add_argument("--rtol", type=float, default=1e-8, help="theory side of compare")
+    q.add_argument("--atol", type=float, default=1e-10, help="theory side of compare")
+    q.add_argument("--solver", default="tsit5", help="theory side of compare")
+    q.add_argument("--max-steps", type=int, default=None, help="theory side of compare")
+    q.add_argument("--samples", type=int, help="Monte Carlo samples (DMFT models)")
+    q.add_argument("-o", "--output", metavar="FILE.csv|FILE.json")
+    q.add_argument("--plot", metavar="FILE.png")
 
 
 def _version() -> str:
@@ -181,10 +209,13 @@ def _solve(args: argparse.Namespace) -> int:
     from eqgen.model import load
 
     progress = Progress()
-    if args.samples is not None or args.seed is not None:
-        raise UsageError("--samples and --seed apply to DMFT models only; this version "
-                         "solves committee (ODE) models")
     model = load(args.spec)
+    dmft = model.family == "dmft"
+    if not dmft and (args.samples is not None or args.seed is not None or args.extrapolate):
+        raise UsageError("--samples, --seed and --extrapolate apply to DMFT models only; "
+                         f"{model.name} is a committee (ODE) model")
+    extra = {"samples": args.samples, "seed": args.seed or 0,
+             "extrapolate": args.extrapolate} if dmft else {}
     params = _parse_sets(args.sets)
     init = _read_init(args.init) if args.init else None
     save_at = _parse_times(args.save_at) if args.save_at else None
@@ -193,7 +224,7 @@ def _solve(args: argparse.Namespace) -> int:
     try:
         sol = model.solve(params=params, init=init, save_at=save_at, t_max=args.t_max,
                           rtol=args.rtol, atol=args.atol, solver=args.solver,
-                          max_steps=args.max_steps, init_source=args.init or "init")
+                          max_steps=args.max_steps, init_source=args.init or "init", **extra)
     except NumericalError as e:
         if e.partial is not None and args.output:
             e.partial.save(args.output)
@@ -201,12 +232,69 @@ def _solve(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         raise
     progress(f"solved: {sol.metadata['steps']} steps")
+    if "discretisation_error" in sol.metadata:
+        err = ", ".join(f"{k} {v:.2g}" for k, v in sol.metadata["discretisation_error"].items())
+        print(f"discretisation error in η (max over t): {err}", file=sys.stderr)
     if args.output:
         sol.save(args.output)
     else:
         _print_summary(sol)
     if args.plot:
         sol.plot(args.plot)
+    return 0
+
+
+def _simulation_inputs(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
+    """The model and the keyword arguments shared by `simulate` and `compare`, all checked
+    before any heavy work."""
+    from eqgen.model import load
+
+    model = load(args.spec)
+    if args.samples is not None and model.family == "committee":
+        raise UsageError("--samples applies to DMFT models only")
+    params = _parse_sets(args.sets)
+    init = _read_init(args.init) if args.init else None
+    save_at = _parse_times(args.save_at) if args.save_at else None
+    model.resolve(params, init, args.init or "init")
+    kwargs: dict[str, Any] = dict(params=params, init=init, d=args.d, seeds=args.seeds,
+                                  seed=args.seed, t_max=args.t_max, save_at=save_at,
+                                  init_source=args.init or "init")
+    if args.samples is not None:
+        kwargs["samples"] = args.samples
+    return model, kwargs
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    progress = Progress()
+    model, kwargs = _simulation_inputs(args)
+    progress(f"compiling the simulation of {model.name}")
+    sol = model.simulate(**kwargs)
+    meta = sol.metadata
+    progress(f"simulated: {meta.get('steps')} steps × {meta.get('seeds')} seeds")
+    if args.output:
+        sol.save(args.output)
+    else:
+        _print_summary(sol)
+    if args.plot:
+        sol.plot(args.plot)
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    progress = Progress()
+    model, kwargs = _simulation_inputs(args)
+    progress(f"simulating {model.name}, then solving its theory from the measured start")
+    cmp = model.compare(rtol=args.rtol, atol=args.atol, solver=args.solver,
+                        max_steps=args.max_steps, **kwargs)
+    progress("compared")
+    if args.output:
+        cmp.save(args.output)
+    else:
+        _print_summary(cmp)
+    if args.plot:
+        from eqgen.compare import plot_comparison
+
+        plot_comparison(cmp, args.plot)
     return 0
 
 
@@ -219,7 +307,8 @@ def _print_summary(sol: Any) -> None:
                                                          sol.observables.values())]))
 
 
-COMMANDS = {"check": _check, "latex": _latex, "generate": _generate, "solve": _solve}
+COMMANDS = {"check": _check, "latex": _latex, "generate": _generate, "solve": _solve,
+            "simulate": _simulate, "compare": _compare}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

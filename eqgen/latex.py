@@ -190,3 +190,98 @@ def committee_document(eq: Any) -> str:
     del z
     out.append("\n\\end{document}\n")
     return "".join(out)
+
+
+def dmft_document(eq: Any) -> str:
+    """A standalone document for a DMFT model: data, dynamics, the effective process, the
+    kernels ν̂, M_C, M_R, the responses, the m-equation and the observables (THEORY §2)."""
+    from eqgen.theories.dmft import H
+
+    spec = eq.spec
+    names = {s: sp.Symbol(spec.latex_names.get(n, n)) for n, s in eq.params.items()}
+
+    def tex(e: sp.Expr) -> str:
+        return sp.latex(e.xreplace(names))
+
+    out = [PREAMBLE, f"\\section*{{{_escape(spec.name)}: {_escape(spec.title)}}}\n",
+           "\\subsection*{Model}\n"]
+    if eq.data == "glm":
+        out.append("Teacher--student GLM: $x_\\mu \\sim \\mathcal{N}(0, I_d)$, $h^*_\\mu = "
+                   "v^*\\cdot x_\\mu/\\sqrt d$, labels $y_\\mu = f(h^*_\\mu)$ with $f(z) = "
+                   f"{tex(eq.target)}$ (in the effective process $a = h^*$, $\\Delta = 1$).\n")
+    else:
+        parts = ", ".join(f"$c = {tex(c.value)}$ with probability ${tex(c.prob)}$ and label "
+                          f"${tex(c.label)}$" for c in eq.clusters)
+        out.append("Gaussian mixture $x_\\mu = c_\\mu v^*/\\sqrt d + \\sqrt\\Delta\\, z_\\mu$, "
+                   f"$|v^*|^2 = d$, $z_\\mu \\sim \\mathcal{{N}}(0, I_d)$: {parts}.\n")
+    out.append("$n = \\alpha d$ samples, reused at every step. Perceptron $h_\\mu = w\\cdot "
+               "x_\\mu/\\sqrt d$ with\n\\begin{align*}\n"
+               f"\\ell(y, h) &= {tex(eq.loss)},\\\\\n"
+               f"\\ell'(y, h) &= {tex(eq.dloss)},\\\\\n"
+               f"\\ell''(y, h) &= {tex(eq.d2loss)},\\\\\n"
+               f"\\hat y(h) &= {tex(eq.label)}\n\\end{{align*}}\n"
+               "(the derivatives are derived by sympy; $\\sigma$ is the logistic function).\n")
+    out.append("\\paragraph{Dynamics.} With step $\\eta$, ridge $\\lambda$ and normalisation "
+               "$\\kappa$, $w(t+\\eta) = w(t) - \\eta\\big[\\lambda w + \\kappa^{-1}\\sum_\\mu "
+               "s_\\mu(t)\\, \\ell'(y_\\mu, h_\\mu)\\, x_\\mu/\\sqrt d\\big]$, $t = k\\eta$. "
+               "The selection $s_\\mu(t)\\in\\{0,1\\}$ is a Markov chain with $P(0\\to1) = "
+               "\\eta/\\tau$, $P(1\\to0) = (1-b)\\eta/(b\\tau)$ and $s(0)\\sim$ Bernoulli$(b)$: "
+               "$b = 1$ is gradient descent, $\\tau = \\eta/b$ plain SGD. Write $\\bar s = "
+               "s/\\kappa$.")
+    if spec.continuous:
+        out.append(" This model is the continuous-time limit $\\eta\\to0$ (gradient flow, or "
+                   "stochastic gradient flow for $b<1$), solved on the step $\\eta$ with a "
+                   "first-order discretisation error.")
+    out.append("\n\\subsection*{Effective process}\n"
+               "Per sample: $a = c + \\sqrt\\Delta\\,\\xi$, $h(t) = m(t)\\, a + r(t)$, "
+               "$r(0)\\sim\\mathcal{N}(0, \\Delta\\, C_\\perp(0,0))$, and\n"
+               "\\begin{equation}\n\\frac{dr}{dt} = -\\big[\\lambda + \\hat\\nu(t)\\big] r - "
+               "\\Delta\\, \\bar s(t)\\, \\ell'(y, h(t)) + \\int_0^t M_R(t,t')\\, r(t')\\, dt' + "
+               "\\Xi(t),\\qquad \\langle \\Xi(t)\\Xi(t')\\rangle = M_C(t,t').\n"
+               "\\end{equation}\nThe kernels are averages over the process itself "
+               "(self-consistency):\n\\begin{align}\n"
+               "\\hat\\nu(t) &= \\alpha\\Delta\\, \\mathbb{E}[\\bar s(t)\\, \\ell''(t)],\\\\\n"
+               "M_C(t,t') &= \\alpha\\Delta^2\\, \\mathbb{E}[\\bar s(t)\\ell'(t)\\, \\bar s(t')"
+               "\\ell'(t')],\\\\\n"
+               "M_R(t,t') &= \\alpha\\Delta^2\\, \\mathbb{E}[\\bar s(t)\\ell''(t)\\, \\chi(t,t')"
+               "\\, \\bar s(t')\\ell''(t')] \\quad (t > t'),\\\\\n"
+               "\\frac{\\partial\\chi(t,t')}{\\partial t} &= -\\big[\\lambda + \\hat\\nu(t) + "
+               "\\Delta\\bar s(t)\\ell''(t)\\big]\\chi(t,t') + \\int_{t'}^t M_R(t,u)\\chi(u,t')"
+               "\\, du, \\quad \\chi(t',t') = 1,\\\\\n"
+               "\\frac{dm}{dt} &= -\\lambda m - \\alpha\\, \\mathbb{E}[\\bar s(t)\\, \\ell'(t)\\,"
+               " a].\n\\end{align}\n"
+               "The curvature factor $\\ell''(t')$ at the earlier time in $M_R$ matters for "
+               "every loss but the square loss and for every $b < 1$.\n")
+    out.append("\\subsection*{Weights}\n\\begin{align}\n"
+               "\\frac{\\partial R(t,t')}{\\partial t} &= -\\big[\\lambda + \\hat\\nu(t)\\big] "
+               "R(t,t') + \\int_{t'}^t M_R(t,u) R(u,t')\\, du,\\quad R(t',t') = 1,\\\\\n"
+               "C_\\perp(t,t') &= R(t,0)R(t',0)C_\\perp(0,0) + \\Delta^{-1}\\int_0^t\\!\\!"
+               "\\int_0^{t'} R(t,u)R(t',u')M_C(u,u')\\, du\\, du',\\\\\n"
+               "Q(t) &= m(t)^2 + C_\\perp(t,t).\n\\end{align}\n")
+    out.append("\\subsection*{Observables}\n"
+               "Training loss $\\mathbb{E}[\\ell(y, h)]$ and training error $\\mathbb{E}"
+               "[\\mathbf 1\\{\\hat y(h) \\neq y\\}]$ over the effective process; for a fresh "
+               "sample ")
+    if eq.data == "glm":
+        out.append("$h = m\\, h^* + \\sqrt{Q - m^2}\\,\\zeta$, test error $P[\\hat y(h)\\neq "
+                   "\\hat y(f(h^*))]$ and test loss $\\mathbb{E}[\\ell(f(h^*), h)]$.\n")
+    else:
+        out.append("$h = c\\, m + \\sqrt{\\Delta Q}\\,\\zeta$, test error $\\sum_c P(c)\\, "
+                   "P_\\zeta[\\hat y(h)\\neq y(c)]$ and test loss $\\sum_c P(c)\\, \\mathbb{E}"
+                   "[\\ell(y(c), h)]$")
+        if eq.label == sp.sign(H) and len(eq.clusters) == 2:
+            out.append(", i.e. $\\varepsilon_g = \\tfrac12\\operatorname{erfc}\\big(m/\\sqrt{2"
+                       "\\Delta Q}\\big)$")
+        out.append(".\n")
+    bps = eq.label_breakpoints
+    if bps:
+        out.append(f"\nThe label rule jumps at $h \\in \\{{{', '.join(tex(b) for b in bps)}\\}}$"
+                   ", so test errors are sums of Gaussian tail probabilities (exact).\n")
+    out.append("\n\\subsection*{Solution}\nOne causal forward sweep over the steps $k = 0, "
+               "\\dots, t_{\\max}/\\eta$ with $N$ sampled trajectories; the coloured noise "
+               "$\\Xi$ is drawn per trajectory from the regularised row-by-row factor of "
+               "$M_C$." + (" For this square-type loss at $b = 1$ the process is Gaussian and "
+                           "is propagated exactly, without sampling." if eq.gaussian_exact
+                           else "") + "\n")
+    out.append("\n\\end{document}\n")
+    return "".join(out)

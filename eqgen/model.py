@@ -23,8 +23,18 @@ from eqgen.spec.parser import parse_file
 
 
 def load(path: str | Path) -> Model:
-    """Parse and check a spec file; raises `SpecError` listing every problem found."""
-    return Model(path)
+    """Parse and check a spec file; raises `SpecError` listing every problem found.
+
+    Committee (two-layer ODE) specs give a `Model`; perceptron-on-mixture specs a `DmftModel`
+    (the same interface, solved by the DMFT forward sweep)."""
+    from eqgen.spec.dmft import is_dmft
+
+    file = parse_file(path)
+    if is_dmft(file):
+        from eqgen.dmft_model import DmftModel
+
+        return DmftModel(path, file)
+    return Model(path, file)
 
 
 def default_save_times(t_max: float, n_log: int = 160, n_lin: int = 41) -> np.ndarray:
@@ -45,9 +55,9 @@ def _load_once(path: Path, key: str) -> ModuleType:
 class Model:
     """A model spec, checked; see `load`."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, file: Any = None):
         self.path = Path(path)
-        self.file = parse_file(path)
+        self.file = file if file is not None else parse_file(path)
         self.spec: CommitteeSpec = build_committee(self.file)
         self.defaults: Resolved = resolve(self.spec)
         self._check_theory(self.defaults)
@@ -280,6 +290,65 @@ class Model:
                 e.partial = solution(e.partial)
             raise
         return solution(raw)
+
+    def simulate(self, params: Mapping[str, float] | None = None,
+                 init: Mapping[str, Any] | None = None, *, d: int, seeds: int = 4,
+                 seed: int = 0, t_max: float | None = None,
+                 save_at: Sequence[float] | None = None, progress: bool | None = None,
+                 init_source: str = "init") -> eqgen.Solution:
+        """Finite-d online SGD of this model (THEORY §1.1), `seeds` trajectories at input
+        dimension `d`; see `eqgen.simulate.committee`.
+
+        Returns a `Solution` at the simulated times nearest to `save_at` (or on a default grid
+        up to `t_max`): observables are seed means with `<name>_stderr` (standard error over
+        seeds) beside them, states are the seed means of the measured overlaps, and the
+        metadata holds d, seeds, seed, the steps and the throughput. `progress` draws a bar
+        (None: only on a terminal). Raises `UsageError` for a bad d, seeds or time grid and
+        `NumericalError` when SGD diverges.
+        """
+        from eqgen.simulate import committee as sim
+
+        sim.use_cpu_cores()  # before JAX runs anything in this process, if it has not yet
+        d = sim.check_dimension(d)
+        seeds, seed = sim.check_seeds(seeds, seed)
+        r = self.resolve(params, init, init_source)
+        times = self._output_times(r, save_at, t_max, n_log=40, n_lin=21)
+        return sim.simulate(self, r, set(init or {}), d=d, seeds=seeds, seed=seed,
+                            times=times, progress=progress)
+
+    def compare(self, params: Mapping[str, float] | None = None,
+                init: Mapping[str, Any] | None = None, *, d: int, seeds: int = 4,
+                seed: int = 0, t_max: float | None = None,
+                save_at: Sequence[float] | None = None, rtol: float = 1e-8,
+                atol: float = 1e-10, solver: str = "tsit5", max_steps: int | None = None,
+                progress: bool | None = None, init_source: str = "init") -> eqgen.Solution:
+        """Simulate, then solve the ODE from the simulation's *measured* initial overlaps at
+        the simulated times, and put both side by side (`eqgen.compare.compare`): columns
+        `<name>` (theory), `<name>_sim` and `<name>_sim_stderr` for each observable."""
+        from eqgen.compare import compare
+
+        if not (rtol > 0 and atol > 0):  # fail before the simulation, not after it
+            raise UsageError("--rtol and --atol must be positive")
+        sim = self.simulate(params, init, d=d, seeds=seeds, seed=seed, t_max=t_max,
+                            save_at=save_at, progress=progress, init_source=init_source)
+        start = {name: v[0] for name, v in sim.states.items()}
+        theory = self.solve(params, start, save_at=sim.t, rtol=rtol, atol=atol, solver=solver,
+                            max_steps=max_steps,
+                            init_source="the simulation's measured initial overlaps")
+        return compare(theory, sim)
+
+    def _output_times(self, r: Resolved, save_at: Sequence[float] | None,
+                      t_max: float | None, **grid: int) -> np.ndarray:
+        """The requested output times (checked), or a default grid up to t_max."""
+        if save_at is not None:
+            ts = np.asarray(list(save_at), dtype=float)
+            if ts.size == 0 or not np.all(np.isfinite(ts)) or ts.min() < 0:
+                raise UsageError("--save-at needs finite times ≥ 0")
+            return np.unique(ts)
+        horizon = float(t_max) if t_max is not None else r.t_max
+        if not (horizon > 0 and np.isfinite(horizon)):
+            raise UsageError("--t-max must be a positive, finite time")
+        return default_save_times(horizon, **grid)
 
     def latex(self) -> str:
         """The derived equations as a standalone LaTeX document."""

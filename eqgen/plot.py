@@ -28,7 +28,11 @@ def _log_x(t: np.ndarray) -> bool:
 
 def plot_solution(sol: Solution, path: str | Path, title: str | None = None,
                   max_curves: int = 12) -> None:
-    """Left: observables against t (log y when they span decades); right: order parameters."""
+    """Left: observables against t (log y when they span decades); right: order parameters.
+    DMFT solutions (observables m, Q, losses and errors) get their own three panels."""
+    if sol.metadata.get("family") == "dmft":
+        plot_dmft(sol, path, title)
+        return
     plt, fig, (ax_r, ax_o) = _figure(2)
     t = sol.t
     mask = t > 0 if _log_x(t) else np.ones_like(t, dtype=bool)
@@ -65,6 +69,32 @@ def plot_solution(sol: Solution, path: str | Path, title: str | None = None,
     ax_o.set_xlabel("t")
     ax_o.set_title("order parameters" + (" (first curves)" if n >= max_curves else ""))
     ax_o.legend(fontsize=7, ncol=2)
+    fig.suptitle(title or sol.metadata.get("title") or sol.metadata.get("model", ""),
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+DMFT_PANELS = (("overlaps", ("m", "Q")), ("losses", ("train_loss", "test_loss")),
+               ("errors", ("train_error", "test_error")))
+
+
+def plot_dmft(sol: Solution, path: str | Path, title: str | None = None) -> None:
+    """A DMFT solution: m and Q, training and test loss, training and test error against t."""
+    plt, fig, axes = _figure(3)
+    for ax, (panel, names) in zip(axes, DMFT_PANELS, strict=False):
+        for name in names:
+            if name not in sol.observables:
+                continue
+            se = sol.observables.get(name + "_stderr")
+            if se is not None and np.all(np.isfinite(se)):
+                ax.errorbar(sol.t, sol.observables[name], yerr=se, fmt=".", ms=3, label=name)
+            else:
+                ax.plot(sol.t, sol.observables[name], label=name)
+        ax.set_xlabel("t")
+        ax.set_title(panel)
+        ax.legend(fontsize=8)
     fig.suptitle(title or sol.metadata.get("title") or sol.metadata.get("model", ""),
                  fontsize=10)
     fig.tight_layout()

@@ -38,6 +38,12 @@ class JaxCodePrinter(JaxPrinter):
     _print_gamma = _special
     _print_loggamma = _special
 
+    def _print_Sigmoid(self, expr: sp.Function) -> str:
+        return f"jax.nn.sigmoid({self._print(expr.args[0])})"
+
+    def _print_Softplus(self, expr: sp.Function) -> str:
+        return f"jnp.logaddexp(0.0, {self._print(expr.args[0])})"
+
     def _print_asin(self, expr: sp.asin) -> str:
         # eqgen.runtime.special.arcsin: vectorisable, ~3x faster than XLA's on CPU
         return f"arcsin({self._print(expr.args[0])})"

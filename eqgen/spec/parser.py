@@ -31,14 +31,14 @@ MAX_DIGITS = 100
 MAX_EXPONENT = 1000
 BOM = "\ufeff"
 
-STATEMENT_KEYWORDS = ("param", "data", "teacher", "student", "loss", "sgd", "regime", "init",
-                      "time", "latex")
+STATEMENT_KEYWORDS = ("param", "data", "teacher", "student", "loss", "sgd", "regime", "ridge",
+                      "init", "time", "latex")
 
 # How each terminal is called in messages (never lark's internal names).
 TERMINAL_NAMES = {
     "MODEL": "'model'",
-    "KEYWORD": "a statement keyword (param, data, teacher, student, loss, sgd, regime, init, "
-    "time, latex)",
+    "KEYWORD": "a statement keyword (param, data, teacher, student, loss, sgd, regime, ridge, "
+    "init, time, latex)",
     "NAME": "a name",
     "NUMBER": "a number",
     "STRING": 'a string in double quotes',

@@ -1,0 +1,169 @@
+"""Theory against simulation: one `Solution` with both, and a plot of one over the other.
+
+Generic over model families: every observable the theory has and the simulation has too
+(`<name>`, with its standard error `<name>_stderr` when the simulation gives one) becomes three
+columns, `<name>` (theory), `<name>_sim` and `<name>_sim_stderr`; states shared by both become
+`<name>` and `<name>_sim` (and `<name>_sim_stderr` when the simulation has a state
+`<name>_stderr`). The CSV therefore reads: t, the observables in threes, then state entries.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from eqgen.errors import EqgenError
+
+if TYPE_CHECKING:
+    from eqgen.runtime.solution import Solution
+
+
+def compare(theory: Solution, sim: Solution) -> Solution:
+    """Theory and simulation side by side, at the simulation's times.
+
+    The theory is normally solved at exactly those times (`Model.compare` does so); otherwise it
+    is interpolated linearly onto them, which the metadata records. Raises `EqgenError` when the
+    two have no observable in common or the theory does not cover the simulated times.
+    """
+    from eqgen.runtime.solution import Solution
+
+    t = np.asarray(sim.t, dtype=float)
+    th_t = np.asarray(theory.t, dtype=float)
+    exact = th_t.shape == t.shape and np.allclose(th_t, t, rtol=1e-12, atol=1e-12)
+    if not exact and (th_t.size == 0 or t.min() < th_t.min() - 1e-12 * max(1.0, abs(th_t.min()))
+                      or t.max() > th_t.max() * (1 + 1e-12) + 1e-12):
+        raise EqgenError("the theory does not cover the simulated times "
+                         f"[{t.min():g}, {t.max():g}]")
+
+    def at(v: np.ndarray) -> np.ndarray:
+        if exact:
+            return np.asarray(v)
+        flat = np.asarray(v).reshape(len(th_t), -1)
+        cols = [np.interp(t, th_t, flat[:, i]) for i in range(flat.shape[1])]
+        return np.stack(cols, axis=-1).reshape(len(t), *np.asarray(v).shape[1:])
+
+    observables: dict[str, np.ndarray] = {}
+    for name, v in theory.observables.items():
+        if name not in sim.observables:
+            continue
+        observables[name] = at(v)
+        observables[f"{name}_sim"] = np.asarray(sim.observables[name])
+        err = sim.observables.get(f"{name}_stderr")
+        observables[f"{name}_sim_stderr"] = (np.asarray(err) if err is not None
+                                             else np.full(len(t), np.nan))
+    if not observables:
+        raise EqgenError("theory and simulation have no observable in common: theory has "
+                         + ", ".join(theory.observables) + "; simulation has "
+                         + ", ".join(sim.observables))
+    states: dict[str, np.ndarray] = {}
+    for name, v in theory.states.items():
+        if name not in sim.states:
+            continue
+        states[name] = at(v)
+        states[f"{name}_sim"] = np.asarray(sim.states[name])
+        if f"{name}_stderr" in sim.states:
+            states[f"{name}_sim_stderr"] = np.asarray(sim.states[f"{name}_stderr"])
+    meta: dict[str, Any] = {
+        key: sim.metadata[key] for key in ("model", "title", "family", "d", "seeds", "seed")
+        if key in sim.metadata
+    }
+    meta.update(kind="comparison", theory_interpolated=not exact,
+                theory=theory.metadata, simulation=sim.metadata)
+    return Solution(t, observables, states, meta)
+
+
+def deviations(cmp: Solution) -> dict[str, dict[str, float]]:
+    """For each compared observable: the largest |theory − simulation|, the same relative to
+    the theory's range, and the largest deviation in units of the standard error."""
+    out = {}
+    for name in cmp.observables:
+        if not (f"{name}_sim" in cmp.observables and f"{name}_sim_stderr" in cmp.observables):
+            continue
+        th, sm = cmp.observables[name], cmp.observables[f"{name}_sim"]
+        err = cmp.observables[f"{name}_sim_stderr"]
+        diff = np.abs(th - sm)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = np.where(err > 0, diff / err, np.nan)
+        out[name] = {
+            "max_abs": float(diff.max()),
+            "max_rel_to_range": float(diff.max() / max(np.ptp(th), 1e-300)),
+            "max_in_stderr": float(np.nanmax(z)) if np.isfinite(z).any() else float("nan"),
+        }
+    return out
+
+
+def plot_comparison(cmp: Solution, path: str | Path, title: str | None = None,
+                    max_points: int = 40, max_curves: int = 6) -> None:
+    """Left: each observable, theory as a line and simulation as points with error bars (one
+    standard error); right: a few order parameters (theory lines, simulation points).
+
+    At most `max_points` simulation points are drawn per curve (spread evenly on the time axis
+    the plot uses), so that error bars stay readable.
+    """
+    from eqgen.plot import _figure, _log_x
+
+    plt, fig, (ax_r, ax_o) = _figure(2)
+    t = cmp.t
+    logx = _log_x(t)
+    mask = t > 0 if logx else np.ones_like(t, dtype=bool)
+    pick = _spread(t, mask, logx, max_points)
+    names = [n for n in cmp.observables if f"{n}_sim" in cmp.observables]
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    values = []
+    for i, name in enumerate(names):
+        c = colors[i % len(colors)]
+        th, sm = cmp.observables[name], cmp.observables[f"{name}_sim"]
+        err = np.nan_to_num(cmp.observables.get(f"{name}_sim_stderr", np.zeros_like(sm)))
+        ax_r.plot(t[mask], th[mask], color=c, label=f"{name} (theory)")
+        ax_r.errorbar(t[pick], sm[pick], yerr=err[pick], fmt="o", ms=3.5, mfc="none",
+                      color=c, elinewidth=1, capsize=2, label=f"{name} (simulation)")
+        values += [th[mask], sm[mask]]
+    vals = np.concatenate(values) if values else np.zeros(0)
+    if vals.size and np.all(vals > 0) and vals.max() / vals.min() > 50:
+        ax_r.set_yscale("log")
+    n = 0
+    for base in ("M", "Q", "m", "a"):
+        if base not in cmp.states or f"{base}_sim" not in cmp.states:
+            continue
+        th, sm = cmp.states[base], cmp.states[f"{base}_sim"]
+        if base == "a" and np.allclose(th, th[:1]):
+            continue
+        for idx in np.ndindex(*th.shape[1:]):
+            if (base == "Q" and idx[0] != idx[1]) or n >= max_curves:
+                continue
+            c = colors[n % len(colors)]
+            label = f"{base}[{','.join(map(str, idx))}]" if idx else base
+            ax_o.plot(t[mask], th[(mask, *idx)], color=c, label=label)
+            ax_o.plot(t[pick], sm[(pick, *idx)], "o", ms=3.5, mfc="none", color=c)
+            n += 1
+    for ax in (ax_r, ax_o):
+        ax.set_xlabel("t")
+        if logx:
+            ax.set_xscale("log")
+    ax_r.set_title("theory (lines) and simulation (points, ± 1 s.e.)", fontsize=9)
+    ax_r.legend(fontsize=7)
+    ax_o.set_title("order parameters: theory (lines), simulation (points)", fontsize=9)
+    if n:
+        ax_o.legend(fontsize=7, ncol=2)
+    meta = cmp.metadata
+    if title is None:
+        title = meta.get("title") or meta.get("model", "")
+        if "d" in meta:
+            title += f" — d = {meta['d']}, {meta.get('seeds', '?')} seeds"
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _spread(t: np.ndarray, mask: np.ndarray, logx: bool, n: int) -> np.ndarray:
+    """Indices of at most n of the masked times, spread evenly on a linear or log axis."""
+    idx = np.flatnonzero(mask)
+    if idx.size <= n:
+        return idx
+    x = np.log(t[idx]) if logx else t[idx]
+    targets = np.linspace(x[0], x[-1], n)
+    chosen = np.unique(np.abs(x[None, :] - targets[:, None]).argmin(axis=1))
+    return idx[chosen]

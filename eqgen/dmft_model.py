@@ -1,0 +1,288 @@
+"""`DmftModel`: a checked DMFT spec (THEORY §2) and what eqgen does with it.
+
+The same interface as the committee `Model` (check, latex, generate, solve, simulate); solving
+runs the DMFT forward sweep (`eqgen.runtime.dmft`) on the generated per-sample functions, or,
+for square-type losses at b = 1, the exact Gaussian propagation (`eqgen.runtime.dmft_exact`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+import eqgen
+from eqgen.codegen import module as modfile
+from eqgen.errors import Diagnostic, EqgenError, NumericalError, SpecError, UsageError
+from eqgen.model import Model
+from eqgen.spec.dmft import DmftResolved, DmftSpec, build_dmft, resolve_dmft
+
+DEFAULT_SAMPLES = 20_000
+OBSERVABLES = ("m", "Q", "train_loss", "train_error", "test_error", "test_loss")
+
+
+@dataclass(frozen=True)
+class _Bound:
+    """A generated per-sample function with its parameters bound; equal (and hashing equal)
+    for equal parameters, so that compiled sweeps are reused across solves."""
+
+    fn: Callable[..., Any]
+    params: tuple[tuple[str, float], ...]
+
+    def __call__(self, *args: Any) -> Any:
+        return self.fn(*args, dict(self.params))
+
+
+class DmftModel(Model):
+    """A DMFT spec, checked; see `eqgen.load`."""
+
+    def __init__(self, path: str | Path, file: Any = None):  # noqa: D107
+        from eqgen.spec.parser import parse_file
+
+        self.path = Path(path)
+        self.file = file if file is not None else parse_file(path)
+        self.spec: DmftSpec = build_dmft(self.file)  # type: ignore[assignment]
+        self.defaults: DmftResolved = resolve_dmft(self.spec)  # type: ignore[assignment]
+        self.equations  # noqa: B018  (the loss must be twice differentiable, ...: spec errors)
+        self._module: ModuleType | None = None
+
+    def _check_theory(self, r: Any) -> None:  # the derivation checks everything, once
+        return None
+
+    def resolve(self, params: Mapping[str, float] | None = None,  # type: ignore[override]
+                init: Mapping[str, Any] | None = None, init_source: str = "init"
+                ) -> DmftResolved:
+        """Numbers for this model with `params` overrides and `init` (m, q) overrides."""
+        r = resolve_dmft(self.spec, params)
+        unknown = [k for k in (init or {}) if k not in ("m", "q")]
+        if unknown:
+            raise SpecError(Diagnostic(f"unknown initial state(s) {', '.join(unknown)}",
+                                       init_source, hint="a DMFT model starts from m and q"))
+        if init:
+            try:
+                m0 = float(init.get("m", r.m0))
+                q0 = float(init.get("q", r.q0))
+            except (TypeError, ValueError):
+                raise SpecError(Diagnostic("m and q must be numbers", init_source)) from None
+            if not (np.isfinite(m0) and np.isfinite(q0) and q0 >= 0):
+                raise SpecError(Diagnostic("m must be finite and q ≥ 0", init_source))
+            r = DmftResolved(**{**r.__dict__, "m0": m0, "q0": q0})
+        return r
+
+    @functools.cached_property
+    def equations(self) -> Any:
+        from eqgen.theories.dmft import derive
+
+        return derive(self.spec)
+
+    def generated_source(self) -> str:
+        from eqgen.codegen.dmft import module_source
+
+        extra = ("Family: DMFT for SGD on reused samples (THEORY §2); the forward sweep is in "
+                 "eqgen.runtime.dmft.")
+        if self.title:
+            extra = self.title.replace('"', "'") + "\n\n" + extra
+        head = modfile.header(self.name, "", str(self.path), self.spec.hash, self._key, extra)
+        return module_source(self.equations, header=head, defaults=self.parameters)
+
+    def _smoke_test(self, module: ModuleType, evaluate: bool = False) -> None:
+        problem = self.problem(module=module)
+        import jax.numpy as jnp
+
+        h = jnp.linspace(-2.0, 2.0, 5)
+        y = jnp.ones(5)
+        vals = [problem.loss(y, h), problem.dloss(y, h), problem.d2loss(y, h), problem.label(h)]
+        if evaluate and not all(bool(jnp.all(jnp.isfinite(v))) for v in vals):
+            raise EqgenError(f"internal error: generated module {module.__name__} gives "
+                             "non-finite values")
+
+    def vector_field(self, params: Mapping[str, float] | None = None) -> Callable:
+        raise UsageError("a DMFT model has no vector field: it is solved by a forward sweep "
+                         "over its history (model.solve)")
+
+    # -- numerics -------------------------------------------------------------------------------
+    def problem(self, params: Mapping[str, float] | None = None,
+                init: Mapping[str, Any] | None = None, t_max: float | None = None,
+                eta: float | None = None, module: ModuleType | None = None) -> Any:
+        """The runtime `DmftProblem` at these parameters (`eta` overrides the step)."""
+        from eqgen.runtime.dmft_problem import DmftProblem
+
+        r = self.resolve(params, init)
+        mod = module or self.module
+        pitems = tuple(sorted(r.params.items()))
+        pd = dict(pitems)
+        values, probs, labels = mod.clusters(pd)
+        bps = mod.label_breakpoints(pd)
+        tbps = mod.target_breakpoints(pd) if hasattr(mod, "target_breakpoints") else None
+        step = float(eta) if eta is not None else r.eta
+        horizon = float(t_max) if t_max is not None else r.t_max
+        tau = r.tau
+        if self.spec.persistence is None and r.b < 1:  # plain SGD: τ = η/b at this step
+            tau = step / r.b
+        return DmftProblem(
+            data=mod.DATA, cluster_values=tuple(values), cluster_probs=tuple(probs),
+            cluster_labels=tuple(labels), alpha=r.alpha, Delta=r.Delta, lam=r.lam, eta=step,
+            b=r.b, tau=tau, kappa=r.kappa, m0=r.m0, q0=r.q0, t_max=horizon,
+            loss=_Bound(mod.loss, pitems), dloss=_Bound(mod.loss_h, pitems),
+            d2loss=_Bound(mod.loss_hh, pitems), label=_Bound(mod.label, pitems),
+            target=_Bound(mod.target, pitems) if hasattr(mod, "target") else None,
+            label_breakpoints=bps, target_breakpoints=tbps)
+
+    def can_solve_exactly(self, params: Mapping[str, float] | None = None) -> bool:
+        """Square-type loss with every sample used at every step: no sampling needed."""
+        return bool(self.equations.gaussian_exact) and self.resolve(params).b >= 1
+
+    def solve(self, params: Mapping[str, float] | None = None,  # type: ignore[override]
+              init: Mapping[str, Any] | None = None, save_at: Sequence[float] | None = None,
+              t_max: float | None = None, samples: int | None = None, seed: int = 0,
+              exact: bool | None = None, extrapolate: bool = False,
+              response_samples: int | None = None, init_source: str = "init",
+              **ignored: Any) -> eqgen.Solution:
+        """Solve the DMFT (THEORY §2.3); see DESIGN's API.
+
+        **Arguments**
+        - `samples`, `seed`: Monte Carlo trajectories of the effective process (default
+          20 000); giving `samples` forces sampling even where exact propagation is possible.
+        - `exact`: force (True) or forbid (False) exact Gaussian propagation; by default it is
+          used when the loss allows it and `samples` is not given.
+        - `extrapolate`: continuous-time models: Richardson extrapolation in η (solves at η
+          and η/2 and returns 2 x(η/2) − x(η) on the η grid).
+        `rtol`, `atol`, `solver` of the ODE family are accepted and ignored.
+        """
+        from eqgen.runtime.solution import Solution
+
+        r = self.resolve(params, init, init_source)
+        if samples is not None and samples < 2:
+            raise UsageError("--samples must be at least 2")
+        horizon = float(t_max) if t_max is not None else r.t_max
+        if not (horizon > 0 and np.isfinite(horizon)):
+            raise UsageError("--t-max must be a positive, finite time")
+        if extrapolate and not self.spec.continuous:
+            raise UsageError("--extrapolate applies to continuous-time models (regime "
+                             "continuous); a discrete model at step η is exact in η")
+        use_exact = self.can_solve_exactly(params) and samples is None if exact is None \
+            else bool(exact)
+        if use_exact and not self.can_solve_exactly(params):
+            raise UsageError("exact Gaussian propagation needs a square-type loss (ℓ'' "
+                             "constant) and b = 1")
+        n = int(samples or DEFAULT_SAMPLES)
+
+        def run(eta: float) -> Any:
+            problem = self.problem(params, init, horizon, eta)
+            if problem.steps > 5000:
+                raise UsageError(f"{problem.steps} steps: the DMFT's cost grows as K³; use at "
+                                 "most 5000 (raise η or lower t_max)")
+            if use_exact:
+                from eqgen.runtime.dmft_exact import sweep_exact
+
+                return sweep_exact(problem)
+            from eqgen.runtime.dmft import sweep
+
+            return sweep(problem, n, seed, response_samples=response_samples)
+
+        res = run(r.eta)
+        meta: dict[str, Any] = {
+            "model": self.name, "title": self.title, "family": "dmft",
+            "parameters": r.params, "method": "exact Gaussian propagation" if use_exact
+            else "sampled trajectories", "samples": 0 if use_exact else n, "seed": seed,
+            "eta": r.eta, "steps": len(res.t) - 1, "continuous": self.spec.continuous,
+            "spec_sha256": self.spec.hash, "eqgen": eqgen.__version__,
+        }
+        if not use_exact:
+            meta["response_samples"] = res.response_samples
+        obs = res.observables()
+        if self.spec.continuous:
+            if extrapolate:
+                fine = run(r.eta / 2)
+                fobs = {k: v[::2] for k, v in fine.observables().items()}
+                meta["discretisation_error"] = {k: float(np.max(np.abs(fobs[k] - obs[k])))
+                                                for k in obs}
+                obs = {k: 2 * fobs[k] - obs[k] for k in obs}
+                meta["method"] += ", Richardson-extrapolated in η (η and η/2)"
+            elif len(res.t) >= 5 and (len(res.t) - 1) % 2 == 0:
+                coarse = run(2 * r.eta)
+                meta["discretisation_error"] = {
+                    k: float(np.max(np.abs(coarse.observables()[k] - obs[k][::2]))) for k in obs}
+                meta["discretisation_note"] = ("first order in η: the error of these values is "
+                                               "about |x(2η) − x(η)|, given per observable")
+        idx = self._save_indices(res.t, save_at)
+        t = res.t[idx]
+        sol = Solution(t, {k: np.asarray(v)[idx] for k, v in obs.items()}, {}, meta)
+        self._check_finite(sol)
+        return sol
+
+    def _save_indices(self, t: np.ndarray, save_at: Sequence[float] | None) -> np.ndarray:
+        if save_at is None:
+            return np.arange(len(t))
+        want = np.asarray(list(save_at), dtype=float)
+        if want.size == 0 or not np.all(np.isfinite(want)) or want.min() < 0:
+            raise UsageError("--save-at needs finite times ≥ 0")
+        eta = t[1] - t[0] if len(t) > 1 else 1.0
+        k = np.rint(want / eta).astype(int)
+        off = np.abs(k * eta - want) > 1e-9 * max(1.0, float(want.max()))
+        if off.any() or k.max() >= len(t):
+            bad = want[off | (k >= len(t))][0]
+            raise UsageError(f"--save-at time {bad:g} is not a step of this model: DMFT times "
+                             f"are multiples of η = {eta:g} up to t_max = {t[-1]:g}")
+        return np.unique(np.concatenate([[0], k]))
+
+    @staticmethod
+    def _check_finite(sol: Any) -> None:
+        bad = np.zeros(len(sol.t), dtype=bool)
+        for v in sol.observables.values():
+            bad |= ~np.isfinite(v)
+        big = np.abs(sol.observables["Q"]) > 1e12
+        if (bad | big).any():
+            i = int(np.argmax(bad | big))
+            what = "non-finite values" if bad[i] else "|w|²/d above 1e12 (diverged)"
+            from eqgen.runtime.solution import Solution
+
+            partial = Solution(sol.t[:i], {k: v[:i] for k, v in sol.observables.items()}, {},
+                               sol.metadata)
+            raise NumericalError(f"the DMFT sweep produced {what}", t=float(sol.t[i]),
+                                 hint="lower the step η or the horizon", partial=partial)
+
+    def simulate(self, params: Mapping[str, float] | None = None,  # type: ignore[override]
+                 init: Mapping[str, Any] | None = None, d: int = 1000, seeds: int = 4,
+                 seed: int = 0, t_max: float | None = None,
+                 save_at: Sequence[float] | None = None,
+                 progress: Callable[[str], None] | None = None, init_source: str = "init",
+                 **ignored: Any) -> eqgen.Solution:
+        """Simulate the finite-d dynamics (THEORY §2.1) over `seeds` seeds: seed means of the
+        observables and their standard errors (`<name>_stderr`)."""
+        from eqgen.runtime.solution import Solution
+        from eqgen.simulate.dmft import simulate_dmft
+
+        if int(d) < 2:
+            raise UsageError("--d must be at least 2")
+        if int(seeds) < 1:
+            raise UsageError("--seeds must be at least 1")
+        r = self.resolve(params, init, init_source)
+        problem = self.problem(params, init, t_max)
+        raw = simulate_dmft(problem, int(d), int(seeds), int(seed), progress=progress)
+        idx = self._save_indices(np.asarray(raw["t"]), save_at)
+        obs: dict[str, np.ndarray] = {}
+        for k in OBSERVABLES:
+            runs = np.asarray(raw[k])[:, idx]
+            obs[k] = runs.mean(axis=0)
+        for k in OBSERVABLES:
+            runs = np.asarray(raw[k])[:, idx]
+            obs[k + "_stderr"] = (runs.std(axis=0, ddof=1) / np.sqrt(runs.shape[0])
+                                  if runs.shape[0] > 1 else np.full(len(idx), np.nan))
+        meta = {"model": self.name, "title": self.title, "family": "dmft", "simulation": True,
+                "parameters": r.params, "d": int(d), "seeds": int(seeds), "seed": int(seed),
+                "eta": problem.eta, "samples_n": int(round(problem.alpha * int(d)))}
+        return Solution(np.asarray(raw["t"])[idx], obs, {}, meta)
+
+    def latex(self) -> str:
+        from eqgen.latex import dmft_document
+
+        return dmft_document(self.equations)
+
+
+__all__ = ["DmftModel", "DmftSpec", "SpecError"]

@@ -1,0 +1,271 @@
+"""The DMFT forward sweep (THEORY §2.3): one causal pass over time with N sampled trajectories.
+
+Why a forward sweep and not damped fixed-point iteration: in discrete time every kernel at step
+k depends only on the trajectories up to step k, so the self-consistent solution is reached in
+a single pass — the Euler recursion with step η *is* SGD with step η. Older codes iterate the
+whole history to a fixed point and stall at late times.
+
+Each step k, for all trajectories at once (vectorised over N, `lax.scan` over k):
+  h = m a + r; g = s̄ ℓ'(y, h); curvature κ_k = s̄ ℓ''(y, h);
+  ν̂_k = αΔ E[κ_k]; M_C(k, j) = αΔ² E[g_k g_j]; M_R(k, j) = αΔ² E[κ_k χ_{k,j+1} κ_j] (j < k);
+  the coloured noise Ξ_k from the row-k factor of M_C; then χ, r, m and R one step on.
+The per-trajectory responses χ are the memory cost, 8 (K+2)² bytes per trajectory. They enter
+only M_R, so they are carried by the first N_χ ≤ N trajectories, with N_χ chosen to fit a memory
+budget (6 GB by default): M_R is then estimated from N_χ trajectories and everything else from
+all N. Memory is bounded whatever K and N; the price is a larger Monte Carlo error on M_R alone.
+
+The noise factor: M_C is almost rank-deficient at late times, where a Cholesky factor fails.
+Row k of the factor L solves L[:k, :k] x = M_C[k, :k] by least squares with a relative cut-off
+(1e-10) on the singular values, and the new pivot is √max(M_C(k,k) − |x|², 0); each trajectory's
+Ξ_k = Σ_j L_kj ζ_j then uses its own fixed standard normals ζ, so it is drawn conditionally on
+its own past.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from eqgen.runtime.dmft_problem import DmftProblem
+
+RCOND = 1e-10
+RESPONSE_MEMORY_BUDGET = 6e9  # bytes for the per-trajectory responses χ
+
+
+class SweepInputs(NamedTuple):
+    """The random inputs of a sampled sweep: per trajectory the cluster value c, the standard
+    normal ξ (a = c + √Δ ξ), the label y, a standard normal r0 (r(0) = √(Δ q0) r0), the noise
+    normals ζ (K+1, N) and the 0/1 selection s (K+1, N)."""
+
+    c: jax.Array
+    xi: jax.Array
+    y: jax.Array
+    r0: jax.Array
+    zeta: jax.Array
+    s: jax.Array
+
+
+@dataclass
+class DmftResult:
+    """The swept DMFT: observables on t_k = kη and the kernels (numpy arrays)."""
+
+    t: np.ndarray
+    m: np.ndarray
+    Q: np.ndarray
+    train_loss: np.ndarray
+    train_error: np.ndarray
+    test_error: np.ndarray
+    test_loss: np.ndarray
+    nu_hat: np.ndarray
+    M_C: np.ndarray
+    M_R: np.ndarray
+    R: np.ndarray
+    C_perp: np.ndarray
+    samples: int = 0
+    response_samples: int = 0
+
+    def observables(self) -> dict[str, np.ndarray]:
+        """The CSV observables of DESIGN.md, in contract order."""
+        return {"m": self.m, "Q": self.Q, "train_loss": self.train_loss,
+                "train_error": self.train_error, "test_error": self.test_error,
+                "test_loss": self.test_loss}
+
+
+def draw_inputs(problem: DmftProblem, samples: int, seed: int) -> SweepInputs:
+    """Random inputs for `samples` trajectories from `seed` (reproducible)."""
+    K = problem.steps
+    key = jax.random.PRNGKey(seed)
+    kd, kr, kz, ks0, ks = jax.random.split(key, 5)
+    c, xi, y = problem.draw_samples(kd, samples)
+    r0 = jax.random.normal(kr, (samples,))
+    zeta = jax.random.normal(kz, (K + 1, samples))
+    s0 = problem.selection_start(ks0, (samples,))
+
+    def step(s: jax.Array, k: jax.Array) -> tuple[jax.Array, jax.Array]:
+        nxt = problem.selection_next(k, s)
+        return nxt, nxt
+
+    _, rest = jax.lax.scan(step, s0, jax.random.split(ks, K))
+    s = jnp.concatenate([s0[None], rest], axis=0)
+    return SweepInputs(c, xi, y, r0, zeta, s)
+
+
+def regularised_row(L: jax.Array, rhs: jax.Array, k: jax.Array, diag: jax.Array
+                    ) -> jax.Array:
+    """Row k of the noise factor: least squares against rows < k, pivot clipped at zero."""
+    n = L.shape[0]
+    idx = jnp.arange(n)
+    before = idx < k
+    A = jnp.where(before[:, None] & before[None, :], L, 0.0)
+    b = jnp.where(before, rhs, 0.0)
+    u, sv, vt = jnp.linalg.svd(A)
+    keep = sv > RCOND * jnp.maximum(sv[0], jnp.finfo(sv.dtype).tiny)
+    x = vt.T @ (jnp.where(keep, (u.T @ b) / jnp.where(keep, sv, 1.0), 0.0))
+    x = jnp.where(before, x, 0.0)
+    pivot = jnp.sqrt(jnp.maximum(diag - x @ x, 0.0))
+    return x.at[k].set(pivot)
+
+
+def _sweep_arrays(problem: DmftProblem, inputs: SweepInputs, n_chi: int,
+                  drop_earlier_curvature: bool) -> dict[str, jax.Array]:
+    K = problem.steps
+    T = K + 2  # one spare row: the last step writes step K+1, which is never read
+    n = inputs.c.shape[0]
+    alpha, Delta, lam, eta = problem.alpha, problem.Delta, problem.lam, problem.eta
+    a = inputs.c + jnp.sqrt(Delta) * inputs.xi
+    y = inputs.y
+    zeta = jnp.pad(inputs.zeta, ((0, T - inputs.zeta.shape[0]), (0, 0)))
+    sbar = inputs.s / problem.kappa
+    steps = jnp.arange(T)
+
+    def mean(x: jax.Array) -> jax.Array:  # over trajectories (last axis)
+        return jnp.mean(x, axis=-1)
+
+    zero = inputs.r0[0] * 0.0  # traced, so that XLA does not constant-fold the big carries
+
+    def zeros(*shape: int) -> jax.Array:
+        return jnp.full(shape, zero)
+
+    carry = {
+        "m": jnp.asarray(problem.m0, dtype=jnp.float64),
+        "r": zeros(T, n).at[0].set(jnp.sqrt(Delta * problem.q0) * inputs.r0),
+        "g": zeros(T, n),
+        "cur": zeros(T, n),
+        "L": zeros(T, T),
+        "R": zeros(T, T).at[0, 0].set(1.0),
+        "MC": zeros(T, T),
+        "MR": zeros(T, T),
+    }
+
+    def step(carry: dict, k: jax.Array) -> tuple[dict, dict]:
+        Tb = carry["chi"].shape[0]  # the rows (and columns) of χ this block can reach
+        m = carry["m"]
+        r_k = carry["r"][k]
+        s_k = sbar[k]
+        h = m * a + r_k
+        g_k = s_k * problem.dloss(y, h)
+        cur_k = s_k * problem.d2loss(y, h)
+        obs = {"m": m, "train_loss": mean(problem.loss(y, h)),
+               "train_error": mean(problem.errors(y, h))}
+        nu = alpha * Delta * mean(cur_k)
+        g_all = carry["g"].at[k].set(g_k)
+        cur_all = carry["cur"].at[k].set(cur_k)
+        mc_row = jnp.where(steps <= k, alpha * Delta**2 * mean(g_all * g_k), 0.0)
+        L_row = regularised_row(carry["L"], mc_row, k, mc_row[k])
+        noise = L_row @ zeta
+        # M_R(k, j) = αΔ² E[κ_k χ_{k,j+1} κ_j] over the trajectories that carry responses
+        chi_k = carry["chi"][k]  # (n_chi, Tb): χ_{k,u}
+        cur_chi = cur_k[:n_chi]
+        chi_shift = jnp.roll(chi_k, -1, axis=-1).at[:, -1].set(0.0)  # χ_{k,j+1}
+        earlier = 1.0 if drop_earlier_curvature else cur_all[:Tb, :n_chi].T
+        mr_row = jnp.where(steps[:Tb] < k, alpha * Delta**2 * jnp.mean(
+            cur_chi[:, None] * chi_shift * earlier, axis=0), 0.0)
+        # χ_{k+1,u} = χ_{k,u} − η[(λ + ν̂ + Δ κ_k) χ_{k,u} − η Σ_i M_R(k,i) χ_{i,u}]
+        memory = jnp.einsum("i,inu->nu", mr_row, carry["chi"])
+        chi_new = chi_k - eta * ((lam + nu + Delta * cur_chi[:, None]) * chi_k - eta * memory)
+        chi_new = chi_new.at[:, k + 1].set(1.0)
+        r_new = r_k - eta * ((lam + nu) * r_k + Delta * g_k - eta * (mr_row @ carry["r"][:Tb])
+                             - noise)
+        m_new = m - eta * (lam * m + alpha * mean(g_k * a))
+        R_k = carry["R"][k]
+        R_new = R_k - eta * ((lam + nu) * R_k - eta * (mr_row @ carry["R"][:Tb]))
+        new = {
+            "m": m_new,
+            "r": carry["r"].at[k + 1].set(r_new),
+            "g": g_all,
+            "cur": cur_all,
+            "chi": carry["chi"].at[k + 1].set(chi_new),
+            "L": carry["L"].at[k].set(L_row),
+            "R": carry["R"].at[k + 1].set(R_new.at[k + 1].set(1.0)),
+            "MC": carry["MC"].at[k].set(mc_row),
+            "MR": carry["MR"].at[k].set(jnp.pad(mr_row, (0, T - Tb))),
+        }
+        return new, {**obs, "nu_hat": nu}
+
+    # Time blocks: steps k0 ≤ k < k1 only reach χ_{i,u} with i, u ≤ k1, so each block scans
+    # over a response array of that size (grown between blocks): about a third of the work
+    # and memory traffic of scanning the full (K+2)² array at every step.
+    carry["chi"] = zeros(1, n_chi, 1).at[0, :, 0].set(1.0)
+    outputs = []
+    for k0, k1 in _blocks(K + 1):
+        Tb = k1 + 1
+        old = carry["chi"]
+        carry["chi"] = jnp.pad(old, ((0, Tb - old.shape[0]), (0, 0), (0, Tb - old.shape[2])))
+        carry, out = jax.lax.scan(step, carry, jnp.arange(k0, k1))
+        outputs.append(out)
+    per_step = {key: jnp.concatenate([o[key] for o in outputs]) for key in outputs[0]}
+    cut = slice(0, K + 1)
+    return {**per_step, "MC": carry["MC"][cut, cut], "MR": carry["MR"][cut, cut],
+            "R": carry["R"][cut, cut]}
+
+
+def _blocks(n_steps: int, first: int = 8, growth: float = 1.5) -> list[tuple[int, int]]:
+    """Step ranges [k0, k1) covering 0..n_steps−1, growing geometrically (few compiled bodies,
+    little wasted work on the unfilled part of χ)."""
+    out, k0, size = [], 0, first
+    while k0 < n_steps:
+        k1 = min(n_steps, k0 + size)
+        if n_steps - k1 < size // 2:  # no tiny last block
+            k1 = n_steps
+        out.append((k0, k1))
+        k0, size = k1, max(first, int(size * growth))
+    return out
+
+
+_sweep_jit = jax.jit(_sweep_arrays, static_argnums=(0, 2, 3))
+
+
+def weight_covariance(problem: DmftProblem, R: np.ndarray, MC: np.ndarray) -> np.ndarray:
+    """C⊥(k, l) = C⊥(0,0) R_k0 R_l0 + η² Σ_ij R_{k,i+1} (M_C(i,j)/Δ) R_{l,j+1} (i < k, j < l)."""
+    A = np.zeros_like(R)
+    A[:, :-1] = R[:, 1:]
+    A = np.tril(A, -1)  # A_{k,i} = R_{k,i+1} for i < k
+    return (problem.q0 * np.outer(R[:, 0], R[:, 0])
+            + problem.eta**2 * A @ (MC / problem.Delta) @ A.T)
+
+
+def sweep(problem: DmftProblem, samples: int = 20_000, seed: int = 0,
+          response_samples: int | None = None, inputs: SweepInputs | None = None,
+          drop_earlier_curvature: bool = False,
+          memory_budget_bytes: float = RESPONSE_MEMORY_BUDGET) -> DmftResult:
+    """Solve the DMFT of `problem` with `samples` trajectories in one causal sweep.
+
+    **Arguments**
+    - `samples`, `seed`: the Monte Carlo trajectories (ignored when `inputs` are given).
+    - `response_samples`: how many of them carry the responses χ from which M_R is estimated
+      (default: all that fit in `memory_budget_bytes`, at 8 (K+2)² bytes each).
+    - `drop_earlier_curvature`: a planted error for tests — M_R without the factor ℓ''(t'),
+      which THEORY §2.2 warns gives plausible-looking, wrong curves.
+
+    **Returns** a `DmftResult` (t, m, Q, training and test loss and error, kernels).
+    """
+    if inputs is None:
+        inputs = draw_inputs(problem, samples, seed)
+    n = int(inputs.c.shape[0])
+    n_chi = response_capacity(problem, n, memory_budget_bytes)
+    if response_samples is not None:
+        n_chi = max(1, min(n, int(response_samples)))
+    out = jax.device_get(_sweep_jit(problem, inputs, n_chi, drop_earlier_curvature))
+    MC_lower = np.asarray(out["MC"])
+    MC = np.tril(MC_lower) + np.tril(MC_lower, -1).T
+    MR = np.asarray(out["MR"])
+    R = np.asarray(out["R"])
+    C_perp = weight_covariance(problem, R, MC)
+    m = np.asarray(out["m"])
+    Q = m**2 + np.diag(C_perp)
+    test_error, test_loss = problem.test_metrics(m, Q)
+    return DmftResult(problem.times, m, Q, np.asarray(out["train_loss"]),
+                      np.asarray(out["train_error"]), test_error, test_loss,
+                      np.asarray(out["nu_hat"]), MC, MR, R, C_perp, samples=n,
+                      response_samples=n_chi)
+
+
+def response_capacity(problem: DmftProblem, samples: int,
+                      budget_bytes: float = RESPONSE_MEMORY_BUDGET) -> int:
+    """How many trajectories can carry responses χ ((K+2)² float64 each) within the budget."""
+    per = 8.0 * (problem.steps + 2) ** 2
+    return int(max(1, min(samples, budget_bytes // per)))

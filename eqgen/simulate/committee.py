@@ -1,0 +1,399 @@
+"""Finite-d online SGD of a committee (two-layer) model: the ground truth for its ODEs.
+
+The simulation is driven by the *same* generated module as the theory (THEORY §1.1):
+
+- inputs x ~ N(0, I_d), fresh at every step (one pass), B of them per step;
+- student f(x) = c_p Σ_j a_j σ(λ_j), teacher f*(x) = c_k Σ_r a*_r g(ν_r), with λ = Wx/√d,
+  ν = W*x/√d and σ, g, c_p, c_k taken from the module (`sigma`, `g`, `scalars`);
+- labels y = f* + √Δ ξ; error signal 𝓔 = y − f for the square loss, else the module's
+  `error_signal(y, ŷ)` (= −∂ℓ/∂ŷ, derived by sympy);
+- updates w_j += (γ/B) Σ_batch c_p a_j 𝓔 σ'(λ_j) x/√d and, for a trained second layer,
+  a_j += (γ_a/B) Σ_batch c_p 𝓔 σ(λ_j) with γ_a = rate · γ/d;
+- time t = steps · γ c_p / d (steps · (γ c_p)²/(d B) in the noise-dominated regime, whose ODE
+  runs on that clock).
+
+The order parameters Q = WWᵀ/d, M = WW*ᵀ/d, P = W*W*ᵀ/d and a are measured from the weights at
+the output times, and the risk is evaluated from them with the module's `observables`, exactly
+as for the ODE. Initial weights are either drawn as the spec's `init random(...)` says (at the
+simulation's d) or built so that their overlaps equal the given Q, M, P exactly. They are shared
+by all seeds, which differ only in the stream of samples, so the theory can start from the very
+overlaps the simulation starts from.
+
+Implementation: JAX, float64. Each seed is one trajectory; seeds are vectorised with `vmap`.
+Samples are drawn a chunk of steps at a time (one large, multi-threaded random draw) and the
+steps of a chunk run in a `lax.scan`. The sample of global step n is a fixed function of
+(seed, seed index, n, d, B), so a trajectory does not depend on the output times, on how many
+seeds run beside it, nor on how the run is cut into pieces for the progress bar.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from eqgen.errors import NumericalError, UsageError
+from eqgen.spec.committee import CommitteeSpec, Resolved, random_weights
+
+MAX_D = 10**7  # input dimension
+MAX_SEEDS = 10_000
+CHUNK_FLOATS = 2**18  # samples drawn at once per seed (2 MiB of float64: in cache)
+MAX_CHUNK = 256  # steps per chunk
+PIECE_CHUNKS = 64  # chunks per call of the compiled stepper (progress granularity)
+GROUP_BYTES = 2**28  # memory for the seeds vectorised together (weights + one chunk)
+SEED_BYTES = 2**34  # refuse a single trajectory that needs more memory than this
+MAX_STEPS = 10**12
+BLOW_UP = 1e12  # an overlap this large means SGD diverged
+
+
+def check_dimension(d: Any) -> int:
+    """`d` as an int, or a `UsageError` saying what a valid input dimension is."""
+    if isinstance(d, bool) or not isinstance(d, int | np.integer | float) or \
+            not float(d).is_integer() or not 1 <= d <= MAX_D:
+        raise UsageError(f"--d must be a whole number between 1 and {MAX_D:,}, got {d!r}"
+                         "\n  hint: the input dimension of the simulated network, e.g. --d 1000")
+    return int(d)
+
+
+def check_seeds(seeds: Any, seed: Any) -> tuple[int, int]:
+    """`seeds` (number of independent trajectories) and `seed` (base seed) as ints."""
+    if isinstance(seeds, bool) or not isinstance(seeds, int | np.integer) or \
+            not 1 <= seeds <= MAX_SEEDS:
+        raise UsageError(f"--seeds must be a whole number between 1 and {MAX_SEEDS}, "
+                         f"got {seeds!r}")
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or \
+            not 0 <= seed < 2**63:
+        raise UsageError(f"--seed must be a whole number ≥ 0, got {seed!r}")
+    return int(seeds), int(seed)
+
+
+def time_per_step(regime: str, gamma: float, c_p: float, d: int, batch: int) -> float:
+    """ODE time per SGD step: γ c_p / d (THEORY §1.1), or (γ c_p)²/(d B) for the
+    noise-dominated regime, whose equations are written on that clock (THEORY §1.3)."""
+    if regime == "noise_dominated":
+        return (gamma * c_p) ** 2 / (d * batch)
+    return gamma * c_p / d
+
+
+def output_steps(times: Sequence[float] | np.ndarray, dt: float) -> np.ndarray:
+    """The steps nearest to the requested times, with step 0, sorted and without repeats."""
+    steps = np.rint(np.asarray(times, dtype=float) / dt)
+    if steps.size and steps.max() > MAX_STEPS:
+        raise UsageError(f"the simulation would need {steps.max():.3g} SGD steps (more than "
+                         f"{MAX_STEPS:.0e})\n  hint: lower --t-max or --d")
+    return np.unique(np.concatenate([[0], steps.astype(np.int64)]))
+
+
+def chunk_size(d: int, batch: int) -> int:
+    """Steps per random draw: a power of two with about `CHUNK_FLOATS` samples per seed."""
+    c = max(1, CHUNK_FLOATS // (d * batch))
+    return int(min(MAX_CHUNK, 2 ** int(np.floor(np.log2(c)))))
+
+
+# ---------------------------------------------------------------------------------------------
+# initial weights
+
+
+def weights_with_overlaps(Q: np.ndarray, M: np.ndarray, P: np.ndarray, d: int,
+                          seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Student W (p×d) and teacher W* (k×d) whose overlaps are exactly Q, M and P.
+
+    The joint Gram matrix Ω = [[Q, M], [Mᵀ, P]] = L Lᵀ is factored by its eigendecomposition
+    (L has one column per positive eigenvalue, so singular Ω are fine), and the weights are
+    √d L Oᵀ with O a random d×r matrix of orthonormal columns: then [W; W*][W; W*]ᵀ/d = Ω.
+    Raises `UsageError` when Ω has rank r > d (no d-dimensional weights have these overlaps).
+    """
+    p, k = M.shape
+    omega = np.block([[Q, M], [M.T, P]]).astype(float)
+    omega = (omega + omega.T) / 2
+    vals, vecs = np.linalg.eigh(omega)
+    tol = 1e-12 * max(float(np.abs(vals).max(initial=0.0)), 1e-300)
+    keep = vals > tol
+    rank = int(keep.sum())
+    if rank > d:
+        raise UsageError(
+            f"--d {d} is too small for the initial overlaps: Ω = [[Q, M], [Mᵀ, P]] has rank "
+            f"{rank}, so the weights need d ≥ {rank}\n  hint: use --d {rank} or more, or "
+            "initial overlaps of lower rank")
+    L = vecs[:, keep] * np.sqrt(vals[keep])
+    rng = np.random.default_rng(seed)
+    O, _ = np.linalg.qr(rng.standard_normal((d, rank)))
+    V = np.sqrt(d) * (L @ O.T)
+    return V[:p], V[p:]
+
+
+def initial_weights(spec: CommitteeSpec, r: Resolved, d: int, seed: int,
+                    explicit: set[str]) -> tuple[np.ndarray, np.ndarray, str]:
+    """Initial (W, W*, description) at dimension d.
+
+    With the spec's `init random(...)` and no explicit Q, M or P (in the spec or `explicit`),
+    the weights are drawn as it says (its seed, teacher and scale) at the simulation's d, by
+    the same function the theory uses for its initial overlaps; otherwise they are built from
+    the resolved overlaps with `weights_with_overlaps` (random directions from `seed`).
+    """
+    from eqgen.spec.values import evaluate
+
+    ri = spec.random_init
+    if ri is not None and not ({"Q", "M", "P"} & (explicit | set(spec.init))):
+        env = dict(r.params)
+        wseed = int(evaluate(ri.seed, env))
+        scale = float(evaluate(ri.scale, env)) if ri.scale is not None else 1.0
+        if ri.teacher == "orthonormal" and d < r.k:
+            raise UsageError(f"--d {d} is too small: k = {r.k} orthonormal teacher vectors "
+                             f"need d ≥ {r.k}")
+        W, Ws = random_weights(r.p, r.k, d, wseed, ri.teacher, scale)
+        return W, Ws, (f"random(d = {d}, seed = {wseed}, teacher = {ri.teacher}, "
+                       f"scale = {scale:g})")
+    W, Ws = weights_with_overlaps(r.init["Q"], r.init["M"], r.init["P"], d, seed)
+    return W, Ws, "constructed to match the initial overlaps Q, M, P"
+
+
+# ---------------------------------------------------------------------------------------------
+# the compiled stepper
+
+
+@functools.cache
+def _kernels(module: ModuleType, batch: int, chunk: int, trained: bool
+             ) -> tuple[Callable, Callable]:
+    """(advance, measure), jitted and vectorised over seeds, for one generated module.
+
+    `advance(W, a, keys, Ws, a_star, s, start, stop)` runs the global steps start..stop−1 of
+    every seed; `measure(W, a, Ws)` gives the overlaps (Q, M) of every seed.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    sigma, sigma_prime, g = module.sigma, module.sigma_prime, module.g
+    error_signal = getattr(module, "error_signal", None)
+    if not getattr(module, "SQUARE_LOSS", True) and error_signal is None:
+        raise UsageError(f"generated module {module.__name__} has no error_signal: regenerate "
+                         "it with `eqgen generate`")
+    square = getattr(module, "SQUARE_LOSS", True)
+
+    def one_seed(W, a, key, Ws, a_star, s, start, stop):  # noqa: ANN001, ANN202
+        d = W.shape[1]
+        root_d = jnp.sqrt(jnp.asarray(d, dtype=W.dtype))
+        lr = s["gamma"] * s["c_p"] / batch  # first layer: (γ/B) c_p
+        lr_a = s["rate"] * s["gamma"] / d * s["c_p"] / batch  # second layer: (γ_a/B) c_p
+
+        def step(carry, sample):  # noqa: ANN001, ANN202
+            W, a = carry
+            x, xi, active = sample  # x: (B, d), xi: (B,)
+            lam = (W @ x.T).T / root_d  # (B, p); W @ xᵀ avoids transposing W every step
+            nu = (Ws @ x.T).T / root_d  # (B, k)
+            f = s["c_p"] * (sigma(lam) @ a)
+            fstar = s["c_k"] * (g(nu) @ a_star)
+            y = fstar + jnp.sqrt(s["Delta"]) * xi
+            err = y - f if square else error_signal(y, f)
+            err = jnp.where(active, err, 0.0)
+            grad = (lr * err)[:, None] * sigma_prime(lam) * a[None, :]  # (B, p)
+            W = W + grad.T @ x / root_d
+            if trained:
+                a = a + lr_a * (err @ sigma(lam))
+            return (W, a), None
+
+        def run_chunk(c, carry):  # noqa: ANN001, ANN202
+            kx, kxi = jax.random.split(jax.random.fold_in(key, c))
+            x = jax.random.normal(kx, (chunk, batch, d), dtype=W.dtype)
+            xi = jax.random.normal(kxi, (chunk, batch), dtype=W.dtype)
+            n = c * chunk + jnp.arange(chunk)
+            carry, _ = jax.lax.scan(step, carry, (x, xi, (n >= start) & (n < stop)))
+            return carry
+
+        return jax.lax.fori_loop(start // chunk, (stop + chunk - 1) // chunk, run_chunk, (W, a))
+
+    advance = jax.jit(jax.vmap(one_seed, in_axes=(0, 0, 0, None, None, None, None, None)))
+
+    def overlaps(W, Ws):  # noqa: ANN001, ANN202
+        d = W.shape[1]
+        return W @ W.T / d, W @ Ws.T / d
+
+    measure = jax.jit(jax.vmap(overlaps, in_axes=(0, None)))
+    return advance, measure
+
+
+@dataclass
+class Trajectories:
+    """Raw simulation output: measured overlaps of every seed at every output step."""
+
+    steps: np.ndarray  # (T,)
+    t: np.ndarray  # (T,)
+    Q: np.ndarray  # (T, S, p, p)
+    M: np.ndarray  # (T, S, p, k)
+    a: np.ndarray  # (T, S, p)
+    P: np.ndarray  # (k, k)
+    a_star: np.ndarray  # (k,)
+    wall: float  # seconds, compilation included
+    chunk: int
+    devices: int  # groups of seeds run side by side
+
+
+def use_cpu_cores(limit: int = 8) -> None:
+    """Ask JAX for one CPU device per core (at most `limit`), so that groups of seeds run in
+    parallel: a single XLA CPU computation runs the steps of its loop on one core.
+
+    JAX allows this only before it has run anything; afterwards (or when the user has chosen a
+    device count) this does nothing and the seeds share one device. The results do not depend
+    on it: every seed has its own sample stream.
+    """
+    import jax
+
+    n = min(os.cpu_count() or 1, limit)
+    if n < 2 or getattr(jax.config, "jax_num_cpu_devices", None) != -1 or \
+            "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return
+    with contextlib.suppress(RuntimeError):  # backends already initialised
+        jax.config.update("jax_num_cpu_devices", n)
+
+
+def run(module: ModuleType, scalars: Mapping[str, float], W0: np.ndarray, Ws: np.ndarray,
+        a0: np.ndarray, a_star: np.ndarray, *, steps: np.ndarray, dt: float, batch: int,
+        trained: bool, seeds: int, seed: int, progress: bool | None = None,
+        label: str = "simulating") -> Trajectories:
+    """Run `seeds` SGD trajectories from (W0, a0) against the teacher (Ws, a_star), measuring
+    the overlaps at each of `steps` (sorted, starting at 0).
+
+    Seeds are split into groups, one per available device (CPU cores when `use_cpu_cores` took
+    effect), each group vectorised with `vmap`; the groups advance side by side. Raises
+    `NumericalError` when the weights become non-finite or explode.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    from eqgen.simulate.progress import ProgressBar
+
+    p, d = W0.shape
+    chunk = chunk_size(d, batch)
+    per_seed = 8 * (p * d + chunk * batch * d + chunk * (batch + 1))
+    if per_seed + 8 * Ws.size > SEED_BYTES:
+        raise UsageError(f"one trajectory at d = {d}, p = {p} needs about "
+                         f"{per_seed / 2**30:.1f} GiB\n  hint: lower --d")
+    devices = jax.local_devices()
+    size = int(max(1, min(-(-seeds // len(devices)), GROUP_BYTES // per_seed)))
+    groups = [np.arange(lo, min(seeds, lo + size)) for lo in range(0, seeds, size)]
+    advance, measure = _kernels(module, batch, chunk, trained)
+    base = jax.random.key(seed)
+    T, last = len(steps), int(steps[-1])
+    Q = np.empty((T, seeds, p, p))
+    M = np.empty((T, seeds, p, Ws.shape[0]))
+    A = np.empty((T, seeds, p))
+    piece = chunk * PIECE_CHUNKS
+    t0 = time.perf_counter()
+    with ProgressBar(label, last * seeds, "steps", enabled=progress) as bar:
+        finished = 0  # sample-steps of the waves already done
+        for w in range(0, len(groups), len(devices)):
+            wave = groups[w:w + len(devices)]
+            runs = []
+            for idx, dev in zip(wave, devices, strict=False):
+                put = functools.partial(jax.device_put, device=dev)
+                keys = put(jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(idx)))
+                const = (put(jnp.asarray(Ws)), put(jnp.asarray(a_star, dtype=jnp.float64)),
+                         put({k: jnp.asarray(float(v)) for k, v in scalars.items()}))
+                W = put(jnp.broadcast_to(jnp.asarray(W0), (len(idx), p, d)))
+                a = put(jnp.broadcast_to(jnp.asarray(a0, dtype=jnp.float64), (len(idx), p)))
+                runs.append([idx, keys, const, W, a])
+            current = 0
+            for i, target in enumerate(int(n) for n in steps):
+                while current < target:
+                    nxt = min(target, current + piece)
+                    for r in runs:  # dispatched asynchronously: the devices work side by side
+                        r[3], r[4] = advance(r[3], r[4], r[1], *r[2], jnp.int64(current),
+                                             jnp.int64(nxt))
+                    current = nxt
+                    if bar.enabled:
+                        for r in runs:
+                            r[3].block_until_ready()
+                        bar.update(finished + current * sum(len(r[0]) for r in runs))
+                for idx, _, const, W, a in runs:
+                    q, m = measure(W, const[0])
+                    Q[i, idx], M[i, idx], A[i, idx] = np.asarray(q), np.asarray(m), np.asarray(a)
+                    qi = Q[i, idx]
+                    bad = ~(np.isfinite(qi).all(axis=(1, 2)) &
+                            (np.abs(qi).max(axis=(1, 2)) < BLOW_UP))
+                    if bad.any():
+                        raise NumericalError(
+                            f"the simulation diverged: the weights of seed {int(idx[bad][0])} "
+                            "became non-finite or exploded", t=float(target * dt),
+                            hint="lower the learning rate (e.g. --set gamma=...): at finite d, "
+                            "SGD diverges when γ c_p is too large")
+            finished += last * sum(len(r[0]) for r in runs)
+        bar.close(last * seeds)
+    return Trajectories(steps=steps, t=steps * dt, Q=Q, M=M, a=A, P=Ws @ Ws.T / d,
+                        a_star=np.asarray(a_star, dtype=float), wall=time.perf_counter() - t0,
+                        chunk=chunk, devices=min(len(devices), len(groups)))
+
+
+# ---------------------------------------------------------------------------------------------
+# the whole simulation of a model
+
+
+def simulate(model: Any, r: Resolved, explicit: set[str], *, d: int, seeds: int, seed: int,
+             times: np.ndarray, progress: bool | None = None) -> Any:
+    """Simulate `model` (an `eqgen.Model` of the committee family) with numbers `r` and return
+    a `Solution`: the seed means of the observables (with `<name>_stderr`, the standard error
+    over seeds) and of the states, at the simulated times nearest to `times`.
+
+    `explicit` names the initial states given explicitly by the caller (they take precedence
+    over the spec's `init random(...)`).
+    """
+    import jax
+    import jax.numpy as jnp
+
+    import eqgen
+    from eqgen.runtime.solution import Solution
+
+    module = model.module
+    params = {k: float(v) for k, v in r.params.items()}
+    s = {k: float(v) for k, v in module.scalars(params).items()}
+    batch = int(s["batch"])
+    if batch != r.batch:  # the generated module and the resolved spec must agree
+        raise NumericalError(f"internal error: batch {batch} in the generated module, "
+                             f"{r.batch} in the spec")
+    dt = time_per_step(module.REGIME, s["gamma"], s["c_p"], d, batch)
+    steps = output_steps(times, dt)
+    W0, Ws, how = initial_weights(model.spec, r, d, seed, explicit)
+    trained = "a" in module.EVOLVING
+    label = f"simulating {model.name} (d = {d}, {seeds} seed{'s' if seeds != 1 else ''})"
+    raw = run(module, s, W0, Ws, r.init["a"], r.init["a_star"], steps=steps, dt=dt,
+              batch=batch, trained=trained, seeds=seeds, seed=seed, progress=progress,
+              label=label)
+
+    T, S, p, _ = raw.Q.shape
+    per_seed = {"Q": raw.Q, "M": raw.M, "a": raw.a,
+                "P": np.broadcast_to(raw.P, (T, S, *raw.P.shape)),
+                "a_star": np.broadcast_to(raw.a_star, (T, S, *raw.a_star.shape))}
+    flat = {k: jnp.asarray(v.reshape(T * S, *v.shape[2:])) for k, v in per_seed.items()}
+    pj = {k: jnp.asarray(v) for k, v in params.items()}
+    obs = jax.jit(jax.vmap(module.observables, in_axes=(0, None)))(flat, pj)
+    observables: dict[str, np.ndarray] = {}
+    for name in module.OBSERVABLES:
+        v = np.asarray(obs[name]).reshape(T, S)
+        observables[name] = v.mean(axis=1)
+        observables[f"{name}_stderr"] = standard_error(v, axis=1)
+    states = {name: per_seed[name].mean(axis=1) for name in module.STATES}
+    total = int(raw.steps[-1]) * S
+    meta = {
+        "model": model.name, "title": model.title, "family": model.family,
+        "kind": "simulation", "parameters": params, "p": r.p, "k": r.k,
+        "regime": module.REGIME, "d": d, "seeds": S, "seed": seed, "batch": batch,
+        "time_per_step": dt, "steps": int(raw.steps[-1]), "initial_weights": how,
+        "seeds_share_initial_weights": True, "chunk": raw.chunk, "devices": raw.devices,
+        "wall_seconds": raw.wall, "steps_per_second": total / raw.wall if raw.wall else None,
+        "spec_sha256": model.spec.hash, "eqgen": eqgen.__version__,
+    }
+    return Solution(raw.t, observables, states, meta)
+
+
+def standard_error(v: np.ndarray, axis: int) -> np.ndarray:
+    """Standard error of the mean along `axis` (NaN with a single sample: it is unknown)."""
+    n = v.shape[axis]
+    if n < 2:
+        return np.full(np.delete(v.shape, axis), np.nan)
+    return v.std(axis=axis, ddof=1) / np.sqrt(n)

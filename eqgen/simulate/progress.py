@@ -1,0 +1,90 @@
+"""A one-line progress bar for long simulations: on a terminal only, quiet in pipes and CI.
+
+It follows the style of `eqgen.cli.Progress` (`[  12.3s] message` on stderr) and redraws one
+line in place, at most a few times a second, with the fraction done, the rate and the time left.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from typing import TextIO
+
+
+class ProgressBar:
+    """Progress of `total` units of work (e.g. SGD steps) on stderr.
+
+    **Arguments:**
+
+    - `label`: what is being done, e.g. `simulating committee_erf (d = 10000, 4 seeds)`.
+    - `total`: the amount of work, in `unit`s.
+    - `enabled`: `None` draws only when the stream is a terminal (so pipes, files and CI stay
+      quiet); `True`/`False` force it.
+    - `stream`: where to draw (default `sys.stderr`).
+    """
+
+    def __init__(self, label: str, total: float, unit: str = "steps",
+                 enabled: bool | None = None, stream: TextIO | None = None,
+                 min_interval: float = 0.25):
+        self.stream = stream if stream is not None else sys.stderr
+        if enabled is None:
+            isatty = getattr(self.stream, "isatty", None)
+            enabled = bool(isatty and isatty())
+        self.enabled = enabled
+        self.label = label
+        self.total = max(float(total), 1.0)
+        self.unit = unit
+        self.min_interval = min_interval
+        self.t0 = time.perf_counter()
+        self._last = -float("inf")
+        self._drawn = False
+
+    def update(self, done: float, force: bool = False) -> None:
+        """Report `done` units finished (redraws at most every `min_interval` seconds)."""
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if not force and now - self._last < self.min_interval:
+            return
+        self._last = now
+        elapsed = now - self.t0
+        frac = min(max(done / self.total, 0.0), 1.0)
+        rate = done / elapsed if elapsed > 0 else 0.0
+        left = (self.total - done) / rate if rate > 0 else float("nan")
+        width = 24
+        filled = int(round(frac * width))
+        bar = "#" * filled + "-" * (width - filled)
+        text = (f"\r[{elapsed:6.1f}s] {self.label} [{bar}] {100 * frac:5.1f}% "
+                f"{rate:.3g} {self.unit}/s, {_duration(left)} left")
+        print(text, end="", file=self.stream, flush=True)
+        self._drawn = True
+
+    def close(self, done: float | None = None) -> None:
+        """Draw the final state and end the line."""
+        if not self.enabled:
+            return
+        self.update(self.total if done is None else done, force=True)
+        if self._drawn:
+            print(file=self.stream, flush=True)
+            self._drawn = False
+
+    def __enter__(self) -> ProgressBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.enabled and self._drawn:
+            print(file=self.stream, flush=True)
+            self._drawn = False
+
+
+def _duration(seconds: float) -> str:
+    """`42s`, `3m05s`, `1h02m`; `?` when unknown."""
+    if not math.isfinite(seconds):
+        return "?"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{(s % 3600) // 60:02d}m"

@@ -1,0 +1,147 @@
+"""The DMFT family (THEORY §2): what sympy derives from a perceptron spec.
+
+The DMFT closure itself (the effective process, kernels ν̂, M_C, M_R, the responses χ and R,
+the m-equation) is the same for every model of the family; what changes from spec to spec is
+the per-sample part, derived here: the loss ℓ(y, h) and its h-derivatives ℓ' and ℓ'', the label
+rule ŷ(h) with the points where it jumps (for exact test errors), the target f(z) of a
+teacher–student GLM, the clusters, and whether the process is exactly Gaussian (square-type
+loss: ℓ'' constant and ℓ' affine), in which case it can be propagated without sampling.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from eqgen.errors import SpecError
+from eqgen.spec.dmft import DmftSpec
+from eqgen.symbolic.convert import Y, Z, to_sympy
+from eqgen.symbolic.stable import Sigmoid, Softplus, stabilise
+
+H = sp.Symbol("h", real=True)
+JUMPS = (sp.sign, sp.Heaviside)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    """One cluster of the data: its centre c, probability P(c) and label y(c)."""
+
+    value: sp.Expr
+    prob: sp.Expr
+    label: sp.Expr
+
+
+@dataclass(frozen=True)
+class DmftEquations:
+    """The per-sample functions of a DMFT model, symbolic (with their LaTeX)."""
+
+    spec: DmftSpec
+    params: dict[str, sp.Symbol]
+    loss: sp.Expr
+    dloss: sp.Expr
+    d2loss: sp.Expr
+    label: sp.Expr
+    target: sp.Expr | None
+    clusters: tuple[Cluster, ...]
+    label_breakpoints: tuple[sp.Expr, ...] | None
+    target_breakpoints: tuple[sp.Expr, ...] | None
+    gaussian_exact: bool
+
+    @property
+    def data(self) -> str:
+        return self.spec.data
+
+
+def _tidy(expr: sp.Expr) -> sp.Expr:
+    """Simplified where that keeps the stable logistic functions, else as differentiated."""
+    if expr.has(Sigmoid, Softplus):
+        return sp.factor_terms(sp.expand(expr))
+    return sp.simplify(expr)
+
+
+def _symbols(spec: DmftSpec) -> dict[str, sp.Symbol]:
+    return {name: sp.Symbol(name, real=True) for name in spec.param_names}
+
+
+def _jump_points(expr: sp.Expr, var: sp.Symbol) -> tuple[sp.Expr, ...] | None:
+    """Where a piecewise-constant expression of `var` can jump: the real roots of the
+    arguments of its sign/Heaviside functions (None when they cannot be found)."""
+    points: list[sp.Expr] = []
+    for f in sorted(expr.atoms(*JUMPS), key=sp.default_sort_key):
+        arg = f.args[0]
+        try:
+            roots = sp.solve(sp.Eq(arg, 0), var)
+        except (NotImplementedError, TypeError):
+            return None
+        for r in roots:
+            if r.is_real is False:
+                continue
+            points.append(sp.simplify(r))
+    uniq = sorted(set(points), key=sp.default_sort_key)
+    return tuple(uniq)
+
+
+def _piecewise_constant(expr: sp.Expr, var: sp.Symbol) -> bool:
+    """Whether `expr` depends on `var` only through sign/Heaviside (takes finitely many values)."""
+    dummies = {f: sp.Dummy() for f in expr.atoms(*JUMPS)}
+    return var not in expr.xreplace(dummies).free_symbols
+
+
+def _clusters(spec: DmftSpec, params: dict[str, sp.Symbol]) -> tuple[Cluster, ...]:
+    if spec.data == "glm":
+        return (Cluster(sp.Integer(0), sp.Integer(1), sp.Integer(0)),)
+    if spec.clusters == 2:
+        half = sp.Rational(1, 2)
+        return (Cluster(sp.Integer(-1), half, sp.Integer(-1)),
+                Cluster(sp.Integer(1), half, sp.Integer(1)))
+    assert spec.rho is not None
+    rho = to_sympy(spec.rho, params)
+    return (Cluster(sp.Integer(-1), rho / 2, sp.Integer(1)),
+            Cluster(sp.Integer(0), 1 - rho, sp.Integer(-1)),
+            Cluster(sp.Integer(1), rho / 2, sp.Integer(1)))
+
+
+def derive(spec: DmftSpec) -> DmftEquations:
+    """The per-sample functions of `spec`; raises `SpecError` for a loss the DMFT cannot use
+    (not twice differentiable in h) or a label rule that is not piecewise constant."""
+    params = _symbols(spec)
+    loss = stabilise(to_sympy(spec.loss, {"y": Y, "h": H, **params}))
+    dloss = _tidy(sp.diff(loss, H))
+    d2loss = _tidy(sp.diff(dloss, H))
+    problems = []
+    if d2loss.has(sp.DiracDelta) or dloss.has(*JUMPS):
+        problems.append(spec.diagnostic(
+            "the loss is not twice differentiable in h: ℓ'' has a delta where ℓ' jumps",
+            spec.loss.pos if spec.loss_name is None else spec.pos,
+            "the DMFT averages ℓ'' over trajectories; smooth the kink, e.g. the hinge "
+            "max(0, 1 - y*h) as T * softplus((1 - y*h)/T) with a small temperature T"))
+    label = to_sympy(spec.label, {"h": H, **params})
+    if d2loss.has(Softplus, Sigmoid) is False and loss.has(sp.exp):
+        d2loss = stabilise(d2loss)
+    if not _piecewise_constant(label, H):
+        problems.append(spec.diagnostic(
+            "the label rule must be piecewise constant in h (a class, not a number)",
+            spec.label.pos, "use sign(...) or Heaviside-type rules, e.g. sign(h) or "
+            "sign(h**2 - 1) for an even rule"))
+    target = to_sympy(spec.target, {"z": Z, **params}) if spec.target is not None else None
+    if problems:
+        raise SpecError(problems)
+    label_bps = _jump_points(label, H)
+    target_bps = None
+    if target is not None:
+        target_bps = _jump_points(label.subs(H, target), Z)
+    affine = (not d2loss.has(H, Y)) and sp.simplify(sp.diff(dloss, Y, 2)) == 0
+    if target is not None:
+        affine = affine and sp.simplify(sp.diff(target, Z, 2)) == 0
+    return DmftEquations(spec, params, loss, dloss, d2loss, label, target,
+                         _clusters(spec, params), label_bps, target_bps, bool(affine))
+
+
+def latex_symbol(name: str, spec: DmftSpec) -> str:
+    """The LaTeX of a parameter: the spec's `latex` name, a Greek letter, or the name."""
+    if name in spec.latex_names:
+        return spec.latex_names[name]
+    greek = {"alpha", "beta", "gamma", "delta", "Delta", "eta", "lambda", "rho", "tau", "kappa"}
+    return "\\" + name if name in greek else sp.latex(sp.Symbol(name))
+

@@ -1,0 +1,87 @@
+"""`eqgen` on DMFT models: the command-line contract of DESIGN.md."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+
+from eqgen.cli import main
+from tests.helpers import model_path
+
+COLUMNS = ["t", "m", "Q", "train_loss", "train_error", "test_error", "test_loss"]
+
+
+def _rows(path: Path) -> list[dict[str, str]]:
+    with open(path) as f:
+        return list(csv.DictReader(f))
+
+
+def test_solve_writes_the_contract_columns(tmp_path: Path) -> None:
+    out = tmp_path / "glm.csv"
+    code = main(["solve", str(model_path("glm_ridge_square")), "--set", "alpha=3",
+                 "--t-max", "1", "-o", str(out), "--plot", str(tmp_path / "glm.png")])
+    assert code == 0
+    rows = _rows(out)
+    assert list(rows[0]) == COLUMNS
+    assert len(rows) == 11 and float(rows[-1]["t"]) == pytest.approx(1.0)
+    assert (tmp_path / "glm.png").stat().st_size > 1000
+
+
+def test_sampled_solve_with_samples_seed_and_save_at(tmp_path: Path) -> None:
+    out = tmp_path / "gmm.csv"
+    args = ["solve", str(model_path("gmm_two_cluster_logistic")), "--samples", "500",
+            "--seed", "3", "--save-at", "0.5,1", "-o", str(out)]
+    assert main(args) == 0
+    first = _rows(out)
+    assert [float(r["t"]) for r in first] == [0.0, 0.5, 1.0]
+    assert main(args) == 0
+    assert _rows(out) == first  # seeded: reproducible
+
+
+def test_save_at_off_the_step_grid_is_a_usage_error(capsys: pytest.CaptureFixture) -> None:
+    code = main(["solve", str(model_path("glm_ridge_square")), "--save-at", "0.25"])
+    assert code == 2
+    assert "multiples of η" in capsys.readouterr().err
+
+
+def test_samples_on_a_committee_model_is_a_usage_error(capsys: pytest.CaptureFixture) -> None:
+    assert main(["solve", str(model_path("committee_erf")), "--samples", "10"]) == 2
+    assert "DMFT models only" in capsys.readouterr().err
+
+
+def test_extrapolate_needs_a_continuous_model(capsys: pytest.CaptureFixture) -> None:
+    assert main(["solve", str(model_path("glm_ridge_square")), "--extrapolate"]) == 2
+    assert "continuous-time" in capsys.readouterr().err
+
+
+def test_continuous_model_reports_its_discretisation_error(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    spec = model_path("glm_ridge_square").read_text().replace(
+        "init m = m0", "regime continuous\ninit m = m0")
+    path = tmp_path / "glm_flow.eqg"
+    path.write_text(spec)
+    assert main(["solve", str(path), "--t-max", "1", "--set", "eta=0.05"]) == 0
+    assert "discretisation error in η" in capsys.readouterr().err
+    assert main(["solve", str(path), "--t-max", "1", "--set", "eta=0.05", "--extrapolate",
+                 "-o", str(tmp_path / "x.csv")]) == 0
+
+
+def test_unknown_set_name_lists_the_parameters(capsys: pytest.CaptureFixture) -> None:
+    assert main(["solve", str(model_path("gmm_three_cluster")), "--set", "gamma=1"]) == 2
+    assert "rho" in capsys.readouterr().err
+
+
+def test_latex_has_the_kernels_and_sympy_derivatives(tmp_path: Path) -> None:
+    out = tmp_path / "g.tex"
+    assert main(["latex", str(model_path("gmm_two_cluster_logistic")), "-o", str(out)]) == 0
+    text = out.read_text()
+    for piece in (r"\hat\nu(t)", "M_C(t,t')", "M_R(t,t')", r"\frac{dm}{dt}",
+                  r"\ell''(y, h)", r"\sigma\left(- h y\right)", r"\operatorname{erfc}"):
+        assert piece in text, piece
+
+
+def test_check_accepts_the_shipped_dmft_models(capsys: pytest.CaptureFixture) -> None:
+    names = ["gmm_two_cluster_logistic", "gmm_three_cluster", "glm_ridge_square"]
+    assert main(["check", *(str(model_path(n)) for n in names)]) == 0
