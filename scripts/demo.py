@@ -1,4 +1,5 @@
-"""`make demo`: compile and solve the shipped committee models; write plots and LaTeX to out/.
+"""`make demo`: compile and solve the shipped models (committee ODEs and DMFT); write plots and
+LaTeX to out/.
 
 For each model: check, derive, generate (reusing generated/ when fresh), solve with the spec's
 defaults, then write `out/<model>.csv`, `out/<model>.png` and `out/<model>.tex`.
@@ -19,6 +20,9 @@ FLAGSHIP = [
     "committee_hermite",
     "committee_square",
     "committee_relu",
+    "glm_ridge_square",
+    "gmm_two_cluster_logistic",
+    "gmm_three_cluster",
 ]
 
 

@@ -77,6 +77,10 @@ class DmftResult:
 
 def draw_inputs(problem: DmftProblem, samples: int, seed: int) -> SweepInputs:
     """Random inputs for `samples` trajectories from `seed` (reproducible)."""
+    return _draw_jit(problem, int(samples), jnp.asarray(seed, dtype=jnp.uint32))
+
+
+def _draw(problem: DmftProblem, samples: int, seed: jax.Array) -> SweepInputs:
     K = problem.steps
     key = jax.random.PRNGKey(seed)
     kd, kr, kz, ks0, ks = jax.random.split(key, 5)
@@ -92,6 +96,9 @@ def draw_inputs(problem: DmftProblem, samples: int, seed: int) -> SweepInputs:
     _, rest = jax.lax.scan(step, s0, jax.random.split(ks, K))
     s = jnp.concatenate([s0[None], rest], axis=0)
     return SweepInputs(c, xi, y, r0, zeta, s)
+
+
+_draw_jit = jax.jit(_draw, static_argnums=(0, 1))
 
 
 def regularised_row(L: jax.Array, rhs: jax.Array, k: jax.Array, diag: jax.Array
