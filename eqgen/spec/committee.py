@@ -68,8 +68,29 @@ class RandomInit:
     pos: ast.Pos
 
 
+class SpecMethods:
+    """What every family's typed spec offers: parameter names, the text's hash, diagnostics
+    pointing into the spec file (needs `params` and `source` fields)."""
+
+    params: tuple[Param, ...]
+    source: ast.SourceFile
+
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.params)
+
+    @property
+    def hash(self) -> str:
+        """sha256 of the spec text: the freshness key of derived and generated artefacts."""
+        return hashlib.sha256(self.source.text.encode()).hexdigest()
+
+    def diagnostic(self, message: str, pos: ast.Pos, hint: str | None = None) -> Diagnostic:
+        return Diagnostic(message, self.source.path, pos.line, pos.col, pos.width,
+                          self.source.line(pos.line), hint)
+
+
 @dataclass(frozen=True)
-class CommitteeSpec:
+class CommitteeSpec(SpecMethods):
     """Everything a committee model says, still as expressions with source positions."""
 
     name: str
@@ -89,19 +110,6 @@ class CommitteeSpec:
     latex_names: Mapping[str, str] = field(default_factory=dict)
 
     family = "committee"
-
-    @property
-    def param_names(self) -> tuple[str, ...]:
-        return tuple(p.name for p in self.params)
-
-    @property
-    def hash(self) -> str:
-        """sha256 of the spec text: the freshness key of derived and generated artefacts."""
-        return hashlib.sha256(self.source.text.encode()).hexdigest()
-
-    def diagnostic(self, message: str, pos: ast.Pos, hint: str | None = None) -> Diagnostic:
-        return Diagnostic(message, self.source.path, pos.line, pos.col, pos.width,
-                          self.source.line(pos.line), hint)
 
 
 @dataclass(frozen=True)

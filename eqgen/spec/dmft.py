@@ -3,7 +3,6 @@ from a parsed file with every problem collected, and its resolution to numbers."
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
@@ -12,6 +11,7 @@ from eqgen.errors import Diagnostic, SpecError, UsageError
 from eqgen.spec import ast
 from eqgen.spec.committee import (
     Param,
+    SpecMethods,
     _at,
     _check_expr,
     _Collector,
@@ -30,7 +30,7 @@ STATE_NAMES = ("m", "q")
 
 
 @dataclass(frozen=True)
-class DmftSpec:
+class DmftSpec(SpecMethods):
     """Everything a DMFT model says, still as expressions with source positions."""
 
     name: str
@@ -58,19 +58,6 @@ class DmftSpec:
     latex_names: Mapping[str, str] = field(default_factory=dict)
 
     family = "dmft"
-
-    @property
-    def param_names(self) -> tuple[str, ...]:
-        return tuple(p.name for p in self.params)
-
-    @property
-    def hash(self) -> str:
-        """sha256 of the spec text: the freshness key of derived and generated artefacts."""
-        return hashlib.sha256(self.source.text.encode()).hexdigest()
-
-    def diagnostic(self, message: str, pos: ast.Pos, hint: str | None = None) -> Diagnostic:
-        return Diagnostic(message, self.source.path, pos.line, pos.col, pos.width,
-                          self.source.line(pos.line), hint)
 
 
 @dataclass(frozen=True)
