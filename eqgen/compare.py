@@ -111,10 +111,15 @@ def plot_comparison(cmp: Solution, path: str | Path, title: str | None = None,
     pick = _spread(t, mask, logx, max_points)
     names = [n for n in cmp.observables if f"{n}_sim" in cmp.observables]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
-    values = []
-    for i, name in enumerate(names):
-        c = colors[i % len(colors)]
+    values: list[np.ndarray] = []
+    drawn: list[str] = []
+    for name in names:
         th, sm = cmp.observables[name], cmp.observables[f"{name}_sim"]
+        if any(np.array_equal(th, cmp.observables[o]) and
+               np.array_equal(sm, cmp.observables[f"{o}_sim"]) for o in drawn):
+            continue  # e.g. risk = excess_risk without label noise: draw it once
+        c = colors[len(drawn) % len(colors)]
+        drawn.append(name)
         err = np.nan_to_num(cmp.observables.get(f"{name}_sim_stderr", np.zeros_like(sm)))
         ax_r.plot(t[mask], th[mask], color=c, label=f"{name} (theory)")
         ax_r.errorbar(t[pick], sm[pick], yerr=err[pick], fmt="o", ms=3.5, mfc="none",

@@ -71,7 +71,7 @@ def test_sampled_weights_reproduce_the_spec_initial_overlaps() -> None:
     assert sol.t.tolist() == [0.0]
     for name in ("Q", "M", "P"):
         np.testing.assert_allclose(sol[name][0], want[name], atol=1e-13)
-    assert sol["excess_risk_stderr"][0] == 0.0  # shared initial weights
+    assert sol["excess_risk_stderr"][0] < 1e-15  # shared initial weights
     assert sol.metadata["initial_weights"].startswith("random(d = 1000, seed = 1")
 
 
@@ -113,9 +113,11 @@ def _raw(seeds: int, steps: list[int], seed: int = 3) -> sim.Trajectories:
 
 def test_a_trajectory_depends_only_on_its_seed() -> None:
     a = _raw(1, [0, 37, 300])
+    np.testing.assert_array_equal(a.Q[-1], _raw(1, [0, 300]).Q[-1])  # other output times
     b = _raw(3, [0, 300])
-    np.testing.assert_array_equal(a.Q[-1, 0], b.Q[-1, 0])  # other output times, more seeds
-    np.testing.assert_array_equal(a.M[-1, 0], b.M[-1, 0])
+    # more seeds beside it: the same samples (vectorised arithmetic may round differently)
+    np.testing.assert_allclose(a.Q[-1, 0], b.Q[-1, 0], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(a.M[-1, 0], b.M[-1, 0], rtol=1e-12, atol=1e-14)
     assert not np.allclose(b.Q[-1, 0], b.Q[-1, 1])  # seeds differ from one another
     c = _raw(1, [0, 300], seed=4)
     assert not np.allclose(a.Q[-1, 0], c.Q[-1, 0])  # and the base seed matters
@@ -157,7 +159,8 @@ def test_erf_ode_tracks_the_simulation(erf_comparison: eqgen.Solution) -> None:
 def test_erf_ode_without_the_variance_term_fails(erf_comparison: eqgen.Solution,
                                                  tmp_path: Path) -> None:
     """The same model with `regime gradient_flow` is the ODE with its I4 variance term left
-    out; started from the same measured overlaps it is 10–20 % off, far outside the band."""
+    out; started from the same measured overlaps it is 10–20 % off from t ≈ 1 on, far
+    outside the band."""
     cmp = erf_comparison
     text = ERF.read_text().replace("regime high_dimensional", "regime gradient_flow")
     text = text.replace("model committee_erf ", "model committee_erf_no_variance ")
@@ -168,7 +171,7 @@ def test_erf_ode_without_the_variance_term_fails(erf_comparison: eqgen.Solution,
     wrong = model.solve(init=start, save_at=cmp.t)["excess_risk"]
     ok = within(wrong, cmp["excess_risk_sim"], cmp["excess_risk_sim_stderr"],
                 np.abs(cmp["excess_risk"]) / np.sqrt(1000))
-    assert ok.sum() <= 2, ok  # only t = 0 (and perhaps the first step) agree
+    assert not ok[cmp.t >= 2].any(), ok
     assert np.max(np.abs(wrong / cmp["excess_risk_sim"] - 1)) > 0.1
 
 
