@@ -308,7 +308,6 @@ class Model:
         """
         from eqgen.simulate import committee as sim
 
-        sim.use_cpu_cores()  # before JAX runs anything in this process, if it has not yet
         d = sim.check_dimension(d)
         seeds, seed = sim.check_seeds(seeds, seed)
         r = self.resolve(params, init, init_source)

@@ -56,9 +56,6 @@ def main() -> int:
     ap.add_argument("--out", default=str(ROOT / "docs" / "figures"))
     args = ap.parse_args()
 
-    from eqgen.simulate.committee import use_cpu_cores
-
-    use_cpu_cores()  # before JAX runs anything, as `eqgen compare` does
     import eqgen
     from eqgen.compare import deviations, plot_comparison
 
@@ -88,6 +85,9 @@ def main() -> int:
             "max_abs_deviation": dev["max_abs"],
             "max_deviation_rel_to_range": dev["max_rel_to_range"],
             "max_deviation_in_stderr": dev["max_in_stderr"],
+            "series": {"t": cmp.t.tolist(), "excess_risk": th.tolist(),
+                       "excess_risk_sim": sm.tolist(),
+                       "excess_risk_sim_stderr": cmp["excess_risk_sim_stderr"].tolist()},
         }
         summary[name] = row
         summary_path.write_text(json.dumps(summary, indent=2) + "\n")

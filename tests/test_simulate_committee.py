@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +22,7 @@ import pytest
 import eqgen
 from eqgen.errors import UsageError
 from eqgen.simulate import committee as sim
+from eqgen.simulate.progress import ProgressBar
 
 try:  # `tests` is not a package: pytest puts tests/ itself on sys.path
     from helpers import committee_spec, model_path, random_overlaps, write_spec
@@ -132,6 +134,22 @@ def test_a_trajectory_depends_only_on_its_seed() -> None:
 def test_bad_simulation_inputs_are_usage_errors(kwargs: dict, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         eqgen.load(ERF).simulate(**{"seeds": 1, **kwargs})
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_is_drawn_on_a_terminal_only() -> None:
+    tty, pipe = _Terminal(), io.StringIO()
+    for stream in (tty, pipe):
+        bar = ProgressBar("simulating m", 200, stream=stream, delay=0, min_interval=0)
+        bar.update(100)
+        bar.close()
+    assert "simulating m" in tty.getvalue() and " 50.0%" in tty.getvalue()
+    assert "100.0%" in tty.getvalue() and tty.getvalue().endswith("\n")  # closed: full, newline
+    assert pipe.getvalue() == ""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -20,17 +20,16 @@ by all seeds, which differ only in the stream of samples, so the theory can star
 overlaps the simulation starts from.
 
 Implementation: JAX, float64. Each seed is one trajectory; seeds are vectorised with `vmap`.
-Samples are drawn a chunk of steps at a time (one large, multi-threaded random draw) and the
-steps of a chunk run in a `lax.scan`. The sample of global step n is a fixed function of
-(seed, seed index, n, d, B), so a trajectory does not depend on the output times, on how many
-seeds run beside it, nor on how the run is cut into pieces for the progress bar.
+Samples are drawn a chunk of steps at a time (one random draw of about 2¹⁸ numbers per seed,
+which XLA spreads over the CPU cores) and the steps of a chunk run in a `lax.scan`. The
+sample of global step n is a fixed function of (seed, seed index, n, d, B), so a trajectory
+does not depend on the output times, on how many seeds run beside it, nor on how the run is cut
+into pieces for the progress bar.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -165,7 +164,7 @@ def _kernels(module: ModuleType, batch: int, chunk: int, trained: bool
     """(advance, measure), jitted and vectorised over seeds, for one generated module.
 
     `advance(W, a, keys, Ws, a_star, s, start, stop)` runs the global steps start..stop−1 of
-    every seed; `measure(W, a, Ws)` gives the overlaps (Q, M) of every seed.
+    every seed; `measure(W, Ws)` gives the overlaps (Q, M) of every seed.
     """
     import jax
     import jax.numpy as jnp
@@ -232,25 +231,6 @@ class Trajectories:
     a_star: np.ndarray  # (k,)
     wall: float  # seconds, compilation included
     chunk: int
-    devices: int  # groups of seeds run side by side
-
-
-def use_cpu_cores(limit: int = 8) -> None:
-    """Ask JAX for one CPU device per core (at most `limit`), so that groups of seeds run in
-    parallel: a single XLA CPU computation runs the steps of its loop on one core.
-
-    JAX allows this only before it has run anything; afterwards (or when the user has chosen a
-    device count) this does nothing and the seeds share one device. The results do not depend
-    on it: every seed has its own sample stream.
-    """
-    import jax
-
-    n = min(os.cpu_count() or 1, limit)
-    if n < 2 or getattr(jax.config, "jax_num_cpu_devices", None) != -1 or \
-            "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
-        return
-    with contextlib.suppress(RuntimeError):  # backends already initialised
-        jax.config.update("jax_num_cpu_devices", n)
 
 
 def run(module: ModuleType, scalars: Mapping[str, float], W0: np.ndarray, Ws: np.ndarray,
@@ -260,9 +240,8 @@ def run(module: ModuleType, scalars: Mapping[str, float], W0: np.ndarray, Ws: np
     """Run `seeds` SGD trajectories from (W0, a0) against the teacher (Ws, a_star), measuring
     the overlaps at each of `steps` (sorted, starting at 0).
 
-    Seeds are split into groups, one per available device (CPU cores when `use_cpu_cores` took
-    effect), each group vectorised with `vmap`; the groups advance side by side. Raises
-    `NumericalError` when the weights become non-finite or explode.
+    The seeds are vectorised together (in groups, one after the other, when they would not fit
+    in `GROUP_BYTES`). Raises `NumericalError` when the weights become non-finite or explode.
     """
     import jax
     import jax.numpy as jnp
@@ -275,10 +254,10 @@ def run(module: ModuleType, scalars: Mapping[str, float], W0: np.ndarray, Ws: np
     if per_seed + 8 * Ws.size > SEED_BYTES:
         raise UsageError(f"one trajectory at d = {d}, p = {p} needs about "
                          f"{per_seed / 2**30:.1f} GiB\n  hint: lower --d")
-    devices = jax.local_devices()
-    size = int(max(1, min(-(-seeds // len(devices)), GROUP_BYTES // per_seed)))
-    groups = [np.arange(lo, min(seeds, lo + size)) for lo in range(0, seeds, size)]
+    size = int(max(1, min(seeds, GROUP_BYTES // per_seed)))
     advance, measure = _kernels(module, batch, chunk, trained)
+    s = {k: jnp.asarray(float(v)) for k, v in scalars.items()}
+    Ws_j, a_star_j = jnp.asarray(Ws), jnp.asarray(a_star, dtype=jnp.float64)
     base = jax.random.key(seed)
     T, last = len(steps), int(steps[-1])
     Q = np.empty((T, seeds, p, p))
@@ -287,47 +266,35 @@ def run(module: ModuleType, scalars: Mapping[str, float], W0: np.ndarray, Ws: np
     piece = chunk * PIECE_CHUNKS
     t0 = time.perf_counter()
     with ProgressBar(label, last * seeds, "steps", enabled=progress) as bar:
-        finished = 0  # sample-steps of the waves already done
-        for w in range(0, len(groups), len(devices)):
-            wave = groups[w:w + len(devices)]
-            runs = []
-            for idx, dev in zip(wave, devices, strict=False):
-                put = functools.partial(jax.device_put, device=dev)
-                keys = put(jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(idx)))
-                const = (put(jnp.asarray(Ws)), put(jnp.asarray(a_star, dtype=jnp.float64)),
-                         put({k: jnp.asarray(float(v)) for k, v in scalars.items()}))
-                W = put(jnp.broadcast_to(jnp.asarray(W0), (len(idx), p, d)))
-                a = put(jnp.broadcast_to(jnp.asarray(a0, dtype=jnp.float64), (len(idx), p)))
-                runs.append([idx, keys, const, W, a])
+        for lo in range(0, seeds, size):
+            idx = np.arange(lo, min(seeds, lo + size))
+            keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(idx))
+            W = jnp.broadcast_to(jnp.asarray(W0), (len(idx), p, d))
+            a = jnp.broadcast_to(jnp.asarray(a0, dtype=jnp.float64), (len(idx), p))
             current = 0
             for i, target in enumerate(int(n) for n in steps):
                 while current < target:
                     nxt = min(target, current + piece)
-                    for r in runs:  # dispatched asynchronously: the devices work side by side
-                        r[3], r[4] = advance(r[3], r[4], r[1], *r[2], jnp.int64(current),
-                                             jnp.int64(nxt))
+                    W, a = advance(W, a, keys, Ws_j, a_star_j, s, jnp.int64(current),
+                                   jnp.int64(nxt))
                     current = nxt
                     if bar.enabled:
-                        for r in runs:
-                            r[3].block_until_ready()
-                        bar.update(finished + current * sum(len(r[0]) for r in runs))
-                for idx, _, const, W, a in runs:
-                    q, m = measure(W, const[0])
-                    Q[i, idx], M[i, idx], A[i, idx] = np.asarray(q), np.asarray(m), np.asarray(a)
-                    qi = Q[i, idx]
-                    bad = ~(np.isfinite(qi).all(axis=(1, 2)) &
-                            (np.abs(qi).max(axis=(1, 2)) < BLOW_UP))
-                    if bad.any():
-                        raise NumericalError(
-                            f"the simulation diverged: the weights of seed {int(idx[bad][0])} "
-                            "became non-finite or exploded", t=float(target * dt),
-                            hint="lower the learning rate (e.g. --set gamma=...): at finite d, "
-                            "SGD diverges when γ c_p is too large")
-            finished += last * sum(len(r[0]) for r in runs)
+                        W.block_until_ready()
+                        bar.update(lo * last + current * len(idx))
+                q, m = measure(W, Ws_j)
+                Q[i, idx], M[i, idx], A[i, idx] = np.asarray(q), np.asarray(m), np.asarray(a)
+                qi = Q[i, idx]
+                bad = ~(np.isfinite(qi).all(axis=(1, 2)) & (np.abs(qi).max(axis=(1, 2)) < BLOW_UP))
+                if bad.any():
+                    raise NumericalError(
+                        f"the simulation diverged: the weights of seed {int(idx[bad][0])} "
+                        "became non-finite or exploded", t=float(target * dt),
+                        hint="lower the learning rate (e.g. --set gamma=...): at finite d, SGD "
+                        "diverges when γ c_p is too large")
         bar.close(last * seeds)
     return Trajectories(steps=steps, t=steps * dt, Q=Q, M=M, a=A, P=Ws @ Ws.T / d,
                         a_star=np.asarray(a_star, dtype=float), wall=time.perf_counter() - t0,
-                        chunk=chunk, devices=min(len(devices), len(groups)))
+                        chunk=chunk)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -384,7 +351,7 @@ def simulate(model: Any, r: Resolved, explicit: set[str], *, d: int, seeds: int,
         "kind": "simulation", "parameters": params, "p": r.p, "k": r.k,
         "regime": module.REGIME, "d": d, "seeds": S, "seed": seed, "batch": batch,
         "time_per_step": dt, "steps": int(raw.steps[-1]), "initial_weights": how,
-        "seeds_share_initial_weights": True, "chunk": raw.chunk, "devices": raw.devices,
+        "seeds_share_initial_weights": True, "chunk": raw.chunk,
         "wall_seconds": raw.wall, "steps_per_second": total / raw.wall if raw.wall else None,
         "spec_sha256": model.spec.hash, "eqgen": eqgen.__version__,
     }

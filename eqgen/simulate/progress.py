@@ -22,11 +22,12 @@ class ProgressBar:
     - `enabled`: `None` draws only when the stream is a terminal (so pipes, files and CI stay
       quiet); `True`/`False` force it.
     - `stream`: where to draw (default `sys.stderr`).
+    - `delay`: nothing is drawn before this many seconds, so short runs stay silent.
     """
 
     def __init__(self, label: str, total: float, unit: str = "steps",
                  enabled: bool | None = None, stream: TextIO | None = None,
-                 min_interval: float = 0.25):
+                 min_interval: float = 0.25, delay: float = 1.0):
         self.stream = stream if stream is not None else sys.stderr
         if enabled is None:
             isatty = getattr(self.stream, "isatty", None)
@@ -36,6 +37,7 @@ class ProgressBar:
         self.total = max(float(total), 1.0)
         self.unit = unit
         self.min_interval = min_interval
+        self.delay = delay
         self.t0 = time.perf_counter()
         self._last = -float("inf")
         self._drawn = False
@@ -45,8 +47,11 @@ class ProgressBar:
         if not self.enabled:
             return
         now = time.perf_counter()
-        if not force and now - self._last < self.min_interval:
+        if not force and (now - self._last < self.min_interval or
+                          (not self._drawn and now - self.t0 < self.delay)):
             return
+        if force and not self._drawn and now - self.t0 < self.delay:
+            return  # a short run: finished before the bar would have appeared
         self._last = now
         elapsed = now - self.t0
         frac = min(max(done / self.total, 0.0), 1.0)
