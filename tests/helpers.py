@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -55,3 +56,23 @@ def gaussian_fields(omega: np.ndarray, n: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     L = np.linalg.cholesky(omega)
     return rng.standard_normal((n, omega.shape[0])) @ L.T
+
+
+@dataclass
+class Run:
+    code: int
+    out: str
+    err: str
+
+
+def run_quiet(*args: object) -> Run:
+    """`eqgen ARGS` in-process, stdout and stderr captured (usable in module-scoped fixtures)."""
+    import contextlib
+    import io
+
+    from eqgen.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return Run(code, out.getvalue(), err.getvalue())

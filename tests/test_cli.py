@@ -11,11 +11,9 @@ are marked `xfail(strict=True)` with the reason, so that a fix shows up as XPASS
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import hashlib
 import importlib.util
-import io
 import json
 import math
 import os
@@ -23,7 +21,6 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -32,29 +29,14 @@ import pytest
 from eqgen.cli import main
 
 try:  # `tests` is not a package: pytest puts tests/ itself on sys.path
-    from helpers import MODELS, committee_spec, model_path
+    from helpers import MODELS, Run, committee_spec, model_path, run_quiet
 except ModuleNotFoundError:  # pragma: no cover - run with tests/ as a package
-    from tests.helpers import MODELS, committee_spec, model_path
+    from tests.helpers import MODELS, Run, committee_spec, model_path, run_quiet
 
 ERF = model_path("committee_erf")
 ALL_MODELS = sorted(MODELS.glob("*.eqg"))
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|internal error")
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-def run_quiet(*args: object) -> Run:
-    """`eqgen ARGS` in-process, stdout and stderr captured (usable in module-scoped fixtures)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in args])
-    return Run(code, out.getvalue(), err.getvalue())
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: object) -> Run:

@@ -10,44 +10,24 @@ successful ones are shared through module-scoped fixtures.
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import io
 import json
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from eqgen.cli import main
-
 try:  # `tests` is not a package: pytest puts tests/ itself on sys.path
-    from helpers import model_path
+    from helpers import Run, model_path, run_quiet
 except ModuleNotFoundError:  # pragma: no cover - run with tests/ as a package
-    from tests.helpers import model_path
+    from tests.helpers import Run, model_path, run_quiet
 
 ERF = model_path("committee_erf")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|internal error")
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-
-def run_quiet(*args: object) -> Run:
-    """`eqgen ARGS` in-process, stdout and stderr captured."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([str(a) for a in args])
-    return Run(code, out.getvalue(), err.getvalue())
 
 
 def read_csv(path: Path) -> tuple[list[str], np.ndarray]:
