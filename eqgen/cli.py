@@ -7,6 +7,7 @@ as messages, never as Python tracebacks (set EQGEN_DEBUG=1 to see one for intern
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import os
@@ -76,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     cp = sub.add_parser("compare", help="theory against finite-d simulation: CSV and plot")
     for q in (sm, cp):
         _add_simulation_options(q)
+    for name, module in EXTRA_COMMANDS.items():
+        mod = importlib.import_module(module)
+        mod.add_arguments(sub.add_parser(name, help=mod.HELP))
     return p
 
 
@@ -307,6 +311,10 @@ def _print_summary(sol: Any) -> None:
                                                          sol.observables.values())]))
 
 
+# Commands that live in their own modules under eqgen/commands/: each module exposes HELP,
+# add_arguments(parser) and run(args) -> exit code.
+EXTRA_COMMANDS: dict[str, str] = {}
+
 COMMANDS = {"check": _check, "latex": _latex, "generate": _generate, "solve": _solve,
             "simulate": _simulate, "compare": _compare}
 
@@ -315,6 +323,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (also used by `python -m eqgen`)."""
     try:
         args = _parser().parse_args(argv)
+        if args.command in EXTRA_COMMANDS:
+            return importlib.import_module(EXTRA_COMMANDS[args.command]).run(args)
         return COMMANDS[args.command](args)
     except EqgenError as e:
         print(e.format(), file=sys.stderr)
