@@ -20,6 +20,10 @@ if TYPE_CHECKING:
     from eqgen.runtime.solution import Solution
 
 
+# Observables that are order parameters rather than losses or errors (DMFT: m and Q).
+ORDER_OBSERVABLES = ("m", "Q")
+
+
 def compare(theory: Solution, sim: Solution) -> Solution:
     """Theory and simulation side by side, at the simulation's times.
 
@@ -110,6 +114,8 @@ def plot_comparison(cmp: Solution, path: str | Path, title: str | None = None,
     mask = t > 0 if logx else np.ones_like(t, dtype=bool)
     pick = _spread(t, mask, logx, max_points)
     names = [n for n in cmp.observables if f"{n}_sim" in cmp.observables]
+    # Without compared states (DMFT), the order-parameter observables take the right panel.
+    scalar_orders = [] if cmp.states else [n for n in names if n in ORDER_OBSERVABLES]
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     values: list[np.ndarray] = []
     drawn: list[str] = []
@@ -121,14 +127,16 @@ def plot_comparison(cmp: Solution, path: str | Path, title: str | None = None,
         c = colors[len(drawn) % len(colors)]
         drawn.append(name)
         err = np.nan_to_num(cmp.observables.get(f"{name}_sim_stderr", np.zeros_like(sm)))
-        ax_r.plot(t[mask], th[mask], color=c, label=f"{name} (theory)")
-        ax_r.errorbar(t[pick], sm[pick], yerr=err[pick], fmt="o", ms=3.5, mfc="none",
-                      color=c, elinewidth=1, capsize=2, label=f"{name} (simulation)")
-        values += [th[mask], sm[mask]]
+        ax = ax_o if name in scalar_orders else ax_r
+        ax.plot(t[mask], th[mask], color=c, label=f"{name} (theory)")
+        ax.errorbar(t[pick], sm[pick], yerr=err[pick], fmt="o", ms=3.5, mfc="none",
+                    color=c, elinewidth=1, capsize=2, label=f"{name} (simulation)")
+        if ax is ax_r:
+            values += [th[mask], sm[mask]]
     vals = np.concatenate(values) if values else np.zeros(0)
     if vals.size and np.all(vals > 0) and vals.max() / vals.min() > 50:
         ax_r.set_yscale("log")
-    n = 0
+    n = len(scalar_orders)
     for base in ("M", "Q", "m", "a"):
         if base not in cmp.states or f"{base}_sim" not in cmp.states:
             continue

@@ -251,12 +251,17 @@ class DmftModel(Model):
                  init: Mapping[str, Any] | None = None, d: int = 1000, seeds: int = 4,
                  seed: int = 0, t_max: float | None = None,
                  save_at: Sequence[float] | None = None,
-                 progress: Callable[[str], None] | None = None, init_source: str = "init",
+                 progress: bool | None = None, init_source: str = "init",
                  **ignored: Any) -> eqgen.Solution:
         """Simulate the finite-d dynamics (THEORY §2.1) over `seeds` seeds: seed means of the
-        observables and their standard errors (`<name>_stderr`)."""
+        observables and their standard errors (`<name>_stderr`).
+
+        `progress` draws a bar over the seeds (None: only on a terminal), as for committee
+        models. The simulation starts exactly at the spec's (m₀, q₀): w(0) = m₀ v* plus an
+        orthogonal part of norm² q₀ d, so the measured initial overlaps are the theory's."""
         from eqgen.runtime.solution import Solution
         from eqgen.simulate.dmft import simulate_dmft
+        from eqgen.simulate.progress import ProgressBar
 
         if int(d) < 2:
             raise UsageError("--d must be at least 2")
@@ -264,7 +269,17 @@ class DmftModel(Model):
             raise UsageError("--seeds must be at least 1")
         r = self.resolve(params, init, init_source)
         problem = self.problem(params, init, t_max)
-        raw = simulate_dmft(problem, int(d), int(seeds), int(seed), progress=progress)
+        bar = ProgressBar(f"simulating {self.name} (d = {int(d)}, {int(seeds)} seeds)",
+                          int(seeds), unit="seeds", enabled=progress)
+        done = [0]
+
+        def step(_message: str) -> None:
+            done[0] += 1
+            bar.update(done[0])
+
+        with bar:
+            raw = simulate_dmft(problem, int(d), int(seeds), int(seed), progress=step)
+            bar.close(done[0])
         idx = self._save_indices(np.asarray(raw["t"]), save_at)
         obs: dict[str, np.ndarray] = {}
         for k in OBSERVABLES:
@@ -278,6 +293,28 @@ class DmftModel(Model):
                 "parameters": r.params, "d": int(d), "seeds": int(seeds), "seed": int(seed),
                 "eta": problem.eta, "samples_n": int(round(problem.alpha * int(d)))}
         return Solution(np.asarray(raw["t"])[idx], obs, {}, meta)
+
+    def compare(self, params: Mapping[str, float] | None = None,  # type: ignore[override]
+                init: Mapping[str, Any] | None = None, *, d: int, seeds: int = 4,
+                seed: int = 0, t_max: float | None = None,
+                save_at: Sequence[float] | None = None, samples: int | None = None,
+                progress: bool | None = None, init_source: str = "init",
+                **ignored: Any) -> eqgen.Solution:
+        """Simulate at dimension `d`, then solve the DMFT at the simulated times, and put both
+        side by side (`eqgen.compare.compare`). The simulation starts exactly at the spec's
+        (m₀, q₀), so the theory's start is the measured one. `samples` and `seed` are those of
+        the DMFT's Monte Carlo (exact propagation where the loss allows it and `samples` is not
+        given). `rtol`, `atol`, `solver` of the ODE family are accepted and ignored."""
+        from eqgen.compare import compare
+
+        self.resolve(params, init, init_source)  # every input problem before heavy work
+        if samples is not None and samples < 2:
+            raise UsageError("--samples must be at least 2")
+        sim = self.simulate(params, init, d=d, seeds=seeds, seed=seed, t_max=t_max,
+                            save_at=save_at, progress=progress, init_source=init_source)
+        theory = self.solve(params, init, save_at=sim.t, t_max=float(sim.t[-1]),
+                            samples=samples, seed=seed, init_source=init_source)
+        return compare(theory, sim)
 
     def latex(self) -> str:
         from eqgen.latex import dmft_document

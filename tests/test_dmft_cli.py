@@ -85,3 +85,27 @@ def test_latex_has_the_kernels_and_sympy_derivatives(tmp_path: Path) -> None:
 def test_check_accepts_the_shipped_dmft_models(capsys: pytest.CaptureFixture) -> None:
     names = ["gmm_two_cluster_logistic", "gmm_three_cluster", "glm_ridge_square"]
     assert main(["check", *(str(model_path(n)) for n in names)]) == 0
+
+
+def test_compare_with_samples_puts_theory_beside_simulation(tmp_path: Path) -> None:
+    """`eqgen compare` on a DMFT model honours --samples/--seed for the theory side: its theory
+    columns are exactly those of `eqgen solve` with the same options."""
+    spec = str(model_path("gmm_two_cluster_logistic"))
+    cmp_out, solve_out = tmp_path / "cmp.csv", tmp_path / "solve.csv"
+    opts = ["--t-max", "0.5", "--samples", "1000", "--seed", "2"]
+    assert main(["compare", spec, "--d", "400", "--seeds", "2", *opts,
+                 "-o", str(cmp_out), "--plot", str(tmp_path / "cmp.png")]) == 0
+    assert main(["solve", spec, *opts, "-o", str(solve_out)]) == 0
+    cmp, theory = _rows(cmp_out), _rows(solve_out)
+    assert [r["t"] for r in cmp] == [r["t"] for r in theory]
+    for name in COLUMNS[1:]:
+        assert [float(r[name]) for r in cmp] == [float(r[name]) for r in theory]
+        assert f"{name}_sim" in cmp[0] and f"{name}_sim_stderr" in cmp[0]
+    # the finite-d process is close to its theory (d = 400, loose: finite-size and MC error)
+    assert abs(float(cmp[-1]["m"]) - float(cmp[-1]["m_sim"])) < 0.05
+    assert (tmp_path / "cmp.png").stat().st_size > 1000
+
+
+def test_compare_with_samples_below_two_is_a_usage_error() -> None:
+    assert main(["compare", str(model_path("glm_ridge_square")), "--d", "50",
+                 "--samples", "1"]) == 2
