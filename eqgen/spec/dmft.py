@@ -46,7 +46,7 @@ class DmftSpec(SpecMethods):
     target: ast.Expr | None  # GLM: y = f(z), z = h*
     label: ast.Expr  # ŷ(h)
     loss: ast.Expr  # ℓ(y, h)
-    loss_name: str | None  # logistic | square, when named
+    loss_name: str | None  # logistic | square | hinge, when named
     ridge: ast.Expr
     step: ast.Expr
     batch_fraction: ast.Expr
@@ -56,6 +56,8 @@ class DmftSpec(SpecMethods):
     init: Mapping[str, ast.Expr]
     t_max: ast.Expr
     latex_names: Mapping[str, str] = field(default_factory=dict)
+    # hinge(smoothing = T): the parameter holding the temperature of T·softplus((1 − yh)/T)
+    smoothing: str | None = None
 
     family = "dmft"
 
@@ -212,7 +214,7 @@ def build_dmft(mf: ast.ModelFile) -> DmftSpec:
                     "write `student perceptron(label = sign(h))`")
 
     # loss
-    loss, loss_name = None, None
+    loss, loss_name, smoothing = None, None, None
     if "loss" not in seen:
         c.error("the model has no `loss` statement", mf.pos,
                 "add e.g. `loss logistic` or `loss log(1 + exp(-y * h))`")
@@ -224,8 +226,22 @@ def build_dmft(mf: ast.ModelFile) -> DmftSpec:
         elif isinstance(v, ast.Name) and v.id == "hinge":
             c.error("the hinge loss is not smooth: its ℓ'' is a delta at the kink, which the "
                     "sampled DMFT cannot average", v.pos,
-                    "use a smoothed hinge with a temperature T, e.g. "
-                    "`loss T * softplus((1 - y * h) / T)` with `param T = 0.05`")
+                    "give it a smoothing temperature: `loss hinge(smoothing = T)` with "
+                    "`param T = 0.05` (solved at T and extrapolated to T → 0)")
+        elif isinstance(v, ast.Call) and v.func == "hinge":
+            kw = _kwargs(c, v, ("smoothing",), "hinge()")
+            t = kw.get("smoothing")
+            if t is None:
+                c.error("hinge() needs its smoothing temperature", v.pos,
+                        "write `loss hinge(smoothing = T)` with `param T = 0.05`")
+            elif not (isinstance(t.value, ast.Name) and t.value.id in pnames):
+                c.error("the hinge's smoothing must be a declared parameter", t.value.pos,
+                        "declare `param T = 0.05` and write `loss hinge(smoothing = T)`, so "
+                        "that eqgen can halve it to extrapolate to the hinge itself")
+            else:
+                smoothing = t.value.id
+                loss_name = "hinge"
+                loss = _library_expr(f"{smoothing} * softplus((1 - y * h) / {smoothing})")
         elif v is not None:
             if _check_expr(c, v, {"y", "h"} | pnames, "the loss") and \
                     not any(n.id == "h" for n in ast.names_in(v)):
@@ -319,7 +335,7 @@ def build_dmft(mf: ast.ModelFile) -> DmftSpec:
         alpha=alpha, target=target, label=label, loss=loss, loss_name=loss_name, ridge=ridge,
         step=step, batch_fraction=batch or _num(1, mf.pos), persistence=persistence,
         normalisation=normalisation, continuous=continuous, init=init, t_max=t_max,
-        latex_names=latex)
+        latex_names=latex, smoothing=smoothing)
 
 
 def resolve_dmft(spec: DmftSpec, overrides: Mapping[str, float] | None = None) -> DmftResolved:
@@ -389,6 +405,10 @@ def resolve_dmft(spec: DmftSpec, overrides: Mapping[str, float] | None = None) -
              f"the step η = {eta:g} is too large for persistent SGD with b = {b:g}, "
              f"τ = {tau:g}: the selection probabilities exceed 1", spec.persistence or spec.step,
              f"persistent SGD needs η ≤ τ·min(1, b/(1−b)) = {limit:g} (THEORY §2.1)")
+    if spec.smoothing is not None:
+        temperature = env.get(spec.smoothing, 0.0)
+        need(temperature > 0, f"the hinge's smoothing {spec.smoothing} must be positive, got "
+             f"{temperature:g}", spec.loss, f"e.g. param {spec.smoothing} = 0.05")
     if not errors and t_max / eta > 5000:
         errors.append(spec.diagnostic(
             f"t_max/η = {t_max / eta:.0f} steps: the DMFT's cost grows as K³", spec.t_max.pos,
