@@ -45,7 +45,7 @@ CASES = [
 
 # DMFT cases: name, spec, parameter overrides, d, what the figure shows (t_max from the spec)
 DMFT_CASES = [
-    ("gmm_gd", "gmm_two_cluster_logistic", {"b": 1.0},
+    ("gmm_two_cluster_logistic", "gmm_two_cluster_logistic", {"b": 1.0},
      "two clusters, logistic loss, full-batch GD (η = 0.1)"),
     ("gmm_sgd", "gmm_two_cluster_logistic", {"b": 0.3, "tau": 0.1 / 0.3},
      "two clusters, logistic loss, SGD with batch fraction b = 0.3"),
@@ -55,6 +55,8 @@ DMFT_CASES = [
      "three clusters (ρ = 0.6), even readout, GD from m₀ = 0.5"),
     ("glm_ridge_square", "glm_ridge_square", {},
      "teacher–student GLM, square loss, ridge: exact Gaussian propagation"),
+    ("gmm_two_cluster_hinge", "gmm_two_cluster_hinge", {},
+     "two clusters, hinge loss: DMFT smoothed at T = ηΔ/4, simulation of the hinge itself"),
 ]
 DMFT_D = 4000
 DMFT_SAMPLES = 20000
