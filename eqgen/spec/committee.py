@@ -14,12 +14,13 @@ import numpy as np
 
 from eqgen.errors import Diagnostic, SpecError, UsageError
 from eqgen.spec import ast
-from eqgen.spec.functions import CONSTANTS, RESERVED, SYMBOLIC_FUNCTIONS
+from eqgen.spec.functions import CONSTANTS, RESERVED, SYMBOLIC_FUNCTIONS, degree_problem
 from eqgen.spec.values import EvalError, evaluate
 
 STATE_NAMES = ("Q", "M", "P", "a", "a_star")
 REGIMES = ("gradient_flow", "high_dimensional", "exponents")
 MAX_WIDTH = 4096
+MAX_REDUCED_WIDTH = 100_000  # the mean-field state is O(pk): no p×p matrix
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,7 @@ class Regime:
     kappa: Fraction | None = None
     delta: Fraction | None = None
     pos: ast.Pos = ast.Pos(0, 0)
+    reduction: str | None = None  # mean_field: `regime mean_field` (gradient flow, reduced)
 
 
 @dataclass(frozen=True)
@@ -414,6 +416,8 @@ def build_committee(mf: ast.ModelFile) -> CommitteeSpec:
         v = _single_value(c, seen["regime"], "regime")
         if isinstance(v, ast.Name) and v.id in ("gradient_flow", "high_dimensional"):
             regime = Regime(v.id, pos=v.pos)
+        elif isinstance(v, ast.Name) and v.id == "mean_field":  # THEORY §1.3, p → ∞
+            regime = Regime("gradient_flow", pos=v.pos, reduction="mean_field")
         elif isinstance(v, ast.Call) and v.func == "exponents":
             kw = _kwargs(c, v, ("kappa", "delta"), "exponents()")
             nums = {}
@@ -429,7 +433,8 @@ def build_committee(mf: ast.ModelFile) -> CommitteeSpec:
         elif v is not None:
             name = v.func if isinstance(v, ast.Call) else getattr(v, "id", "?")
             c.error(f"unknown regime '{name}'", v.pos,
-                    "use gradient_flow, high_dimensional or exponents(kappa = K, delta = D)")
+                    "use gradient_flow, high_dimensional, mean_field or "
+                    "exponents(kappa = K, delta = D)")
 
     # init
     init: dict[str, ast.Expr] = {}
@@ -588,10 +593,15 @@ def _network_parts(c: _Collector, call: ast.Call, kw: dict[str, ast.KeywordArg],
     width = kw["width"].value
     _check_expr(c, width, pnames, f"the {who} width")
     act = kw["activation"].value
-    if _check_expr(c, act, {"z"}, f"the {who} activation") and \
-            not any(n.id == "z" for n in ast.names_in(act)):
+    if not _check_expr(c, act, {"z"}, f"the {who} activation"):
+        pass
+    elif not any(n.id == "z" for n in ast.names_in(act)):
         c.error(f"the {who} activation does not depend on z", act.pos,
                 "write the activation as a function of z, e.g. erf(z / sqrt(2))")
+    elif not any(d.line == act.pos.line for d in c.errors) and \
+            (too_high := degree_problem(act, who)) is not None:  # one report per activation
+        c.error(too_high, act.pos, "the exact Gaussian integrals of high powers take too long "
+                "to derive: lower the degree (see docs/robustness.md)")
     ro = kw["readout"].value if "readout" in kw else None
     if ro is not None:
         _check_expr(c, ro, pnames, f"the {who} readout")
@@ -606,7 +616,8 @@ def _network_parts(c: _Collector, call: ast.Call, kw: dict[str, ast.KeywordArg],
 
 def resolve(spec: CommitteeSpec, overrides: Mapping[str, float] | None = None,
             init_overrides: Mapping[str, np.ndarray] | None = None,
-            init_source: str = "--init", use_spec_init: bool = True) -> Resolved:
+            init_source: str = "--init", use_spec_init: bool = True,
+            overlaps: bool = True) -> Resolved:
     """Evaluate parameters (with `overrides`), sizes and the initial state, checking each.
 
     Raises `UsageError` for unknown override names and `SpecError` (all problems at once)
@@ -670,17 +681,18 @@ def resolve(spec: CommitteeSpec, overrides: Mapping[str, float] | None = None,
         err(msg, e.pos, hint)
         failed.update(n.id for n in ast.names_in(e) if n.id in env)
 
-    def size(e: ast.Expr, what: str) -> int:
+    def size(e: ast.Expr, what: str, limit: int = MAX_WIDTH) -> int:
         v = num(e, what)
         if v != v:
             return 1
-        if not (_whole(v) and 1 <= v <= MAX_WIDTH):
-            bad(f"{what} must be a whole number between 1 and {MAX_WIDTH}, got {v:g}", e,
+        if not (_whole(v) and 1 <= v <= limit):
+            bad(f"{what} must be a whole number between 1 and {limit}, got {v:g}", e,
                 "set it with --set or in `param`")
             return 1
         return int(v)
 
-    p = size(spec.student.width, "the student width")
+    p = size(spec.student.width, "the student width",
+             MAX_WIDTH if overlaps else MAX_REDUCED_WIDTH)
     k = size(spec.teacher.width, "the teacher width")
     c_p = num(spec.student.readout, "the student readout scale")
     c_k = num(spec.teacher.readout, "the teacher readout scale")
@@ -720,6 +732,8 @@ def resolve(spec: CommitteeSpec, overrides: Mapping[str, float] | None = None,
     init: dict[str, np.ndarray] = {}
     if errors:
         raise SpecError(errors)
+    if not overlaps:  # numbers only; the reduced (mean-field) state is built by its model
+        return Resolved(env, p, k, c_p, c_k, gamma, int(b), Delta, rate, t_max, init)
     if not use_spec_init:  # only parameters matter (e.g. a bare vector field): neutral overlaps
         init.update(Q=np.eye(p), M=np.zeros((p, k)), P=np.eye(k))
     elif spec.random_init is not None:
@@ -819,6 +833,11 @@ def _random_overlaps(spec, p, k, num, size, err) -> dict[str, np.ndarray]:  # no
     if not (_whole(d) and k <= d <= 10**6 and p <= d * 10**3):
         err(f"d must be a whole number with k ≤ d ≤ 10⁶, got {d:g}", ri.d.pos,
             "the input dimension the weights are drawn at, e.g. init random(d = 1000, seed = 0)")
+        return {}
+    if (p + k) * d > 2**27:  # the drawn weights, (p + k) × d float64: at most 1 GiB
+        err(f"random weights of (p + k) × d = {(p + k) * d:.3g} entries need "
+            f"{8 * (p + k) * d / 2**30:.3g} GiB (at most 1 GiB)", ri.d.pos,
+            "draw them at a smaller d: the overlaps' fluctuations shrink as 1/√d anyway")
         return {}
     seed = num(ri.seed, "seed")
     if seed != seed:
