@@ -206,3 +206,84 @@ def _last_good(raw: RawSolution) -> int:
 def _truncate(raw: RawSolution, n: int) -> RawSolution:
     return RawSolution(raw.t[:n], {k: v[:n] for k, v in raw.states.items()},
                        {k: v[:n] for k, v in raw.observables.items()}, raw.num_steps, raw.solver)
+
+
+# -- many solves at once (parameter sweeps) -----------------------------------------------------
+
+@dataclass(frozen=True)
+class BatchSolution:
+    """What `solve_batch` returns: one row per grid point (leading axis), shared save times.
+
+    `failure[i]` is None where point i succeeded, else the `NumericalError` that a single solve
+    of that point would have raised (its message, time and hint); the rows of a failed point
+    are NaN from its first bad save time on.
+    """
+
+    t: np.ndarray
+    states: dict[str, np.ndarray]  # (n_points, n_times, *shape)
+    observables: dict[str, np.ndarray]  # (n_points, n_times)
+    num_steps: np.ndarray  # (n_points,)
+    failure: list[NumericalError | None]
+    solver: str
+
+
+@functools.cache
+def _compiled_batch(vector_field: Callable, observables: Callable, solver: str, max_steps: int,
+                    evolving: tuple[str, ...]) -> Callable:
+    """The single-point solver of `_compiled`, vectorised with `jax.vmap` over the initial
+    state, the constant states and the parameters (times and tolerances are shared).
+
+    Under vmap diffrax's adaptive loop runs until the slowest element is done; finished
+    elements are carried along unchanged, so every element keeps its own steps and result."""
+    run = _compiled(vector_field, observables, solver, max_steps, evolving)
+    return jax.jit(jax.vmap(run, in_axes=(0, 0, 0, None, None, None)))
+
+
+def solve_batch(vector_field: Callable, observables: Callable,
+                y0: Mapping[str, np.ndarray], params: Mapping[str, np.ndarray], ts: np.ndarray,
+                *, evolving: tuple[str, ...], rtol: float = 1e-8, atol: float = 1e-10,
+                solver: str = "tsit5", max_steps: int = DEFAULT_MAX_STEPS,
+                state_order: tuple[str, ...] = (), observable_order: tuple[str, ...] = (),
+                cache_key: str | None = None) -> BatchSolution:
+    """Integrate a batch of problems of one shape in one compiled, vectorised solve.
+
+    `y0` maps each state to an array with a leading batch axis (n, *shape) and `params` each
+    parameter to an array of shape (n,). Every element is checked like a single `solve`; a
+    failed element does not stop the others (see `BatchSolution.failure`).
+    """
+    name = choose_solver(solver, rtol)
+    state_order = tuple(state_order) or tuple(y0)
+    run = _compiled_batch(vector_field, observables, name, int(max_steps), tuple(evolving))
+    y = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in y0.items() if k in evolving}
+    consts = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in y0.items() if k not in evolving}
+    p = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in params.items()}
+    ts_j = jnp.asarray(ts, dtype=jnp.float64)
+    args = (y, consts, p, ts_j, jnp.float64(rtol), jnp.float64(atol))
+    exported_dir = _exported_dir()
+    if cache_key is not None and exported_dir is not None:
+        run = _exported(run, args, exported_dir,
+                        f"{cache_key}|batch|{name}|{max_steps}|{','.join(evolving)}")
+    ys, obs, result, steps = run(*args)
+    n_t = len(ts)
+    states = {k: np.array(v) for k, v in ys.items()}
+    for k, v in consts.items():
+        arr = np.asarray(v)
+        states[k] = np.broadcast_to(arr[:, None], (arr.shape[0], n_t, *arr.shape[1:])).copy()
+    states = {k: states[k] for k in state_order if k in states}
+    observable_order = tuple(observable_order) or tuple(obs)
+    observables_np = {k: np.array(obs[k]) for k in observable_order}
+    results = np.asarray(result).reshape(-1)
+    num_steps = np.asarray(steps).reshape(-1).astype(int)
+    failure: list[NumericalError | None] = []
+    for i in range(results.shape[0]):
+        raw = RawSolution(np.asarray(ts), {k: v[i] for k, v in states.items()},
+                          {k: v[i] for k, v in observables_np.items()}, int(num_steps[i]), name)
+        try:
+            _check(raw, int(results[i]), int(max_steps))
+            failure.append(None)
+        except NumericalError as e:
+            failure.append(e)
+            n_good = len(e.partial.t) if isinstance(e.partial, RawSolution) else 0
+            for arr in (*states.values(), *observables_np.values()):
+                arr[i, n_good:] = np.nan
+    return BatchSolution(np.asarray(ts), states, observables_np, num_steps, failure, name)
