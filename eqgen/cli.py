@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
                    help="tsit5 (default), dopri5, dopri8 (8th order), "
                    "kvaerno5 (stiff)")
     s.add_argument("--max-steps", type=int, default=None)
+    s.add_argument("--reduction", choices=["mean_field"],
+                   help="solve the large-p reduction (state M, q_perp; docs/scale.md)")
     s.add_argument("--samples", type=int, help="Monte Carlo samples (DMFT models)")
     s.add_argument("--seed", type=int, help="random seed (DMFT models)")
     s.add_argument("--extrapolate", action="store_true",
@@ -214,6 +216,10 @@ def _solve(args: argparse.Namespace) -> int:
 
     progress = Progress()
     model = load(args.spec)
+    if args.reduction:
+        if model.family != "committee":
+            raise UsageError("--reduction applies to committee (ODE) models only")
+        model = model.reduced(args.reduction)
     dmft = model.family == "dmft"
     if not dmft and (args.samples is not None or args.seed is not None or args.extrapolate):
         raise UsageError("--samples, --seed and --extrapolate apply to DMFT models only; "
@@ -313,7 +319,10 @@ def _print_summary(sol: Any) -> None:
 
 # Commands that live in their own modules under eqgen/commands/: each module exposes HELP,
 # add_arguments(parser) and run(args) -> exit code.
-EXTRA_COMMANDS: dict[str, str] = {}
+EXTRA_COMMANDS: dict[str, str] = {"sweep": "eqgen.commands.sweep",
+                                  "fixed-points": "eqgen.commands.fixed_points",
+                                  "stability": "eqgen.commands.stability",
+                                  "time-to": "eqgen.commands.time_to"}
 
 COMMANDS = {"check": _check, "latex": _latex, "generate": _generate, "solve": _solve,
             "simulate": _simulate, "compare": _compare}

@@ -38,6 +38,10 @@ def plot_solution(sol: Solution, path: str | Path, title: str | None = None,
     mask = t > 0 if _log_x(t) else np.ones_like(t, dtype=bool)
     for name, v in sol.observables.items():
         ax_r.plot(t[mask], v[mask], label=name)
+    for i, pl in enumerate(sol.metadata.get("plateaus", [])):  # eqgen.analysis.plateaus
+        ax_r.axvspan(pl["start"], pl["end"], color="0.88", zorder=0,
+                     label="plateau" if i == 0 else None)
+        ax_r.hlines(pl["level"], pl["start"], pl["end"], colors="k", linestyles=":", lw=1)
     vals = np.concatenate([v[mask] for v in sol.observables.values()])
     pos = vals[vals > 0]
     if pos.size and np.all(vals > 0) and pos.max() / pos.min() > 50:

@@ -1,0 +1,109 @@
+"""`eqgen fixed-points SPEC`: fixed points of a committee model's ODEs, their observables,
+Jacobian eigenvalues, classification and escape directions (eqgen.analysis.fixed_points).
+
+Starts: `--init FILE.json` (repeatable; a file may hold one object or a list of objects),
+`--start spec|symmetric|perfect` (repeatable), `--random N` (with `--seed`); with none, the
+spec's initial state. `--gradient-flow` drops the SGD variance term (learning rate → 0 in the
+right-hand side), where the Saad–Solla plateau has its closed form (THEORY §1.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from eqgen.errors import Diagnostic, NumericalError, SpecError
+
+HELP = "fixed points (plateaus) of a committee model: state, risk, eigenvalues, stability"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", metavar="SPEC")
+    p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="sets")
+    p.add_argument("--init", action="append", default=[], metavar="FILE.json",
+                   help="a start (Q, M, ... as for solve); repeatable; a JSON list gives "
+                   "several starts")
+    p.add_argument("--start", action="append", default=[], metavar="NAME",
+                   help="named start: spec, symmetric (all student units equal), perfect "
+                   "(student = teacher); repeatable")
+    p.add_argument("--random", type=int, default=0, metavar="N",
+                   help="N starts from random weights")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random starts")
+    p.add_argument("--gradient-flow", action="store_true",
+                   help="drop the SGD variance term (learning rate set to 0 in the field)")
+    p.add_argument("--tol", type=float, default=1e-10,
+                   help="Levenberg–Marquardt tolerance (default 1e-10)")
+    p.add_argument("--max-steps", type=int, default=2000)
+    p.add_argument("-o", "--output", metavar="FILE.json")
+
+
+def _read_starts(path: str) -> list[tuple[str, dict[str, Any]]]:
+    from eqgen.cli import _read_init
+
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return [(path, _read_init(path))]  # _read_init reports the problem with position
+    if isinstance(data, list):
+        out = []
+        for i, item in enumerate(data):
+            if not isinstance(item, dict):
+                raise SpecError(Diagnostic(f"start {i} is not a JSON object", path,
+                                           hint='a list of objects like {"Q": [[...]]}'))
+            out.append((f"{path}[{i}]", {k: np.asarray(v, dtype=float)
+                                         for k, v in item.items()}))
+        return out
+    return [(path, _read_init(path))]
+
+
+def _format(fp: Any, i: int) -> str:
+    obs = ", ".join(f"{k} = {v:.12g}" for k, v in fp.observables.items())
+    ev = fp.eigenvalues
+    shown = ", ".join(f"{e.real:.6g}" + (f"{e.imag:+.3g}i" if abs(e.imag) > 1e-12 else "")
+                      for e in ev[:8])
+    lines = [f"fixed point {i} (from {fp.start}): {fp.describe()}",
+             f"  {obs}",
+             f"  residual max|dx/dt| = {fp.residual:.2e} after {fp.steps} LM steps",
+             f"  eigenvalues (largest real parts first): {shown}"
+             + (f", ... ({len(ev)} in all)" if len(ev) > 8 else "")]
+    for name, arr in fp.state.items():
+        if name in ("Q", "M", "a"):
+            lines.append(f"  {name} = {np.array2string(np.asarray(arr), precision=10)}"
+                         .replace("\n", "\n      "))
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from eqgen.analysis.fixed_points import find_fixed_points
+    from eqgen.cli import Progress, _parse_sets
+    from eqgen.model import load
+
+    progress = Progress()
+    model = load(args.spec)
+    params = _parse_sets(args.sets)
+    starts = [s for path in args.init for s in _read_starts(path)]
+    for label, st in starts:
+        model.resolve(params, st, label)  # bad starts: errors before any work
+    progress(f"searching fixed points of {model.name}")
+    found, notes = find_fixed_points(model, params, starts, named=args.start,
+                                     n_random=args.random, seed=args.seed,
+                                     gradient_flow=args.gradient_flow, tol=args.tol,
+                                     max_steps=args.max_steps)
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    if args.output:
+        doc = {"model": model.name, "parameters": params, "gradient_flow": args.gradient_flow,
+               "coordinates": "upper triangle of Q (i <= j), then M, then a if trained",
+               "fixed_points": [fp.to_dict() for fp in found], "notes": notes}
+        Path(args.output).write_text(json.dumps(doc, indent=1) + "\n")
+    else:
+        print("\n\n".join(_format(fp, i) for i, fp in enumerate(found)))
+    if not found:
+        raise NumericalError("no fixed point found from any start", hint="try other starts "
+                             "(--start symmetric, --start perfect, --random N)")
+    return 0
