@@ -190,7 +190,10 @@ class DmftModel(Model):
                 from eqgen.runtime.dmft_exact import sweep_exact
 
                 return sweep_exact(problem)
-            from eqgen.runtime.dmft import sweep
+            from eqgen.runtime.dmft import response_capacity, sweep
+            from eqgen.runtime.health import check_dmft_sweep
+
+            check_dmft_sweep(problem.steps, n, response_samples or response_capacity(problem, n))
 
             return sweep(problem, n, seed, response_samples=response_samples)
 

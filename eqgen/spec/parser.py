@@ -29,6 +29,7 @@ MAX_DEPTH = 200  # levels of an expression tree (a chain `a + b + ...` adds one 
 MAX_NODES = 20_000  # numbers, names and operations in one value
 MAX_DIGITS = 100
 MAX_EXPONENT = 1000
+MAX_MODEL_NAME = 100  # characters: file names are at most 255 bytes
 BOM = "\ufeff"
 
 STATEMENT_KEYWORDS = ("param", "data", "teacher", "student", "loss", "sgd", "regime", "ridge",
@@ -293,6 +294,10 @@ class _Builder:
         header, *stmts = tree.children
         _, name, title = header.children
         title_text = _unquote(str(title)) if title is not None else ""
+        if len(name) > MAX_MODEL_NAME:  # it names files: generated/<name>.py and the cache's
+            self.problem(f"model name too long: {len(name)} characters (at most "
+                         f"{MAX_MODEL_NAME})", self.tok_pos(name),
+                         "the name becomes a file name (generated/<name>.py): shorten it")
         return ast.ModelFile(
             name=str(name), title=title_text, pos=self.tok_pos(name),
             statements=tuple(self.statement(s) for s in stmts), source=self.source)

@@ -43,24 +43,39 @@ def _size(x: Value, pos: ast.Pos) -> int:
     return int(x)
 
 
+# The most entries a matrix built in a spec may have: a 4096 × 4096 Q (the largest width),
+# 128 MiB of float64. Checked before allocating, so that e.g. ones(100000, 100000) is an
+# error and not 75 GiB of memory.
+MAX_ENTRIES = 4096 * 4096
+
+
+def _matrix_shape(n: int, m: int, pos: ast.Pos) -> tuple[int, int]:
+    if n * m > MAX_ENTRIES:
+        raise EvalError(f"matrix too large: {n} × {m} = {n * m} entries (at most {MAX_ENTRIES})",
+                        pos, "a spec's matrices are at most 4096 × 4096 (the largest width)")
+    return n, m
+
+
 def _identity(n: Value, pos: ast.Pos) -> np.ndarray:
-    return np.eye(_size(n, pos))
+    size = _size(n, pos)
+    return np.eye(*_matrix_shape(size, size, pos))
 
 
 def _zeros(n: Value, m: Value | None = None, pos: ast.Pos = NO_POS) -> np.ndarray:
-    return np.zeros((_size(n, pos), _size(m if m is not None else n, pos)))
+    return np.zeros(_matrix_shape(_size(n, pos), _size(m if m is not None else n, pos), pos))
 
 
 def _ones(n: Value, m: Value | None = None, pos: ast.Pos = NO_POS) -> np.ndarray:
     if m is None:
         return np.ones(_size(n, pos))
-    return np.ones((_size(n, pos), _size(m, pos)))
+    return np.ones(_matrix_shape(_size(n, pos), _size(m, pos), pos))
 
 
 def _diag(v: Value, pos: ast.Pos) -> np.ndarray:
     arr = np.atleast_1d(np.asarray(v, dtype=float))
     if arr.ndim != 1:
         raise EvalError("diag expects a list of numbers", pos, "e.g. diag([1, 0.5])")
+    _matrix_shape(arr.size, arr.size, pos)
     return np.diag(arr)
 
 
