@@ -1,16 +1,17 @@
-# The two commands: `make demo` and `make test`. Both create .venv when it is missing.
+# The two commands: `make demo` and `make test`. Every target creates .venv when it is missing
+# (with the dev and docs extras, so that the tests can also build the documentation).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 MODELS := $(wildcard models/*.eqg)
 
-.PHONY: demo test lint generate bench clean
+.PHONY: demo test lint generate bench docs gallery clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,docs]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -29,5 +30,14 @@ generate: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_committee.py
 
+# the documentation site, warnings as errors, into site/ (the gallery pages are checked in)
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
+
+# regenerate docs/gallery (pages, equations, curves) from models/*.eqg; expensive simulations
+# are cached in docs/gallery/cache (GALLERY_ARGS=--refresh recomputes them)
+gallery: $(STAMP)
+	$(BIN)/python scripts/gallery.py $(GALLERY_ARGS)
+
 clean:
-	rm -rf out .pytest_cache
+	rm -rf out .pytest_cache site

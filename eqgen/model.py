@@ -34,6 +34,10 @@ def load(path: str | Path) -> Model:
         from eqgen.dmft_model import DmftModel
 
         return DmftModel(path, file)
+    if build_committee(file).regime.reduction == "mean_field":  # `regime mean_field`
+        from eqgen.mean_field import MeanFieldModel
+
+        return MeanFieldModel(path, file)
     return Model(path, file)
 
 
@@ -82,7 +86,16 @@ class Model:
         return dict(self.defaults.params)
 
     def __repr__(self) -> str:
-        return f"Model({self.name!r}, family={self.family}, parameters={self.parameters})"
+        """Name, family, states, parameters, regime, time unit and observables."""
+        from eqgen.summary import model_text
+
+        return model_text(self)
+
+    def _repr_latex_(self) -> str:
+        """The equations of motion, for notebooks (derives them on first use)."""
+        from eqgen.summary import model_latex
+
+        return model_latex(self)
 
     # -- checks ---------------------------------------------------------------------------------
     def _check_theory(self, r: Resolved) -> None:
@@ -241,11 +254,16 @@ class Model:
               init: Mapping[str, Any] | None = None, save_at: Sequence[float] | None = None,
               t_max: float | None = None, rtol: float = 1e-8, atol: float = 1e-10,
               solver: str = "tsit5", max_steps: int | None = None,
-              init_source: str = "init") -> eqgen.Solution:
-        """Integrate the ODEs; see DESIGN's API. Raises `NumericalError` on failure."""
-        from eqgen.runtime import ode
+              init_source: str = "init", reduction: str | None = None) -> eqgen.Solution:
+        """Integrate the ODEs; see DESIGN's API. Raises `NumericalError` on failure.
+        `reduction="mean_field"` solves the large-p reduction instead (`eqgen.mean_field`)."""
+        from eqgen.analysis.plateaus import annotate as annotate_plateaus
+        from eqgen.runtime import health, ode
         from eqgen.runtime.solution import Solution
 
+        if reduction is not None:
+            return self.reduced(reduction).solve(params, init, save_at, t_max, rtol, atol,
+                                                 solver, max_steps, init_source)
         r = self.resolve(params, init, init_source)
         if max_steps is not None and max_steps < 1:
             raise UsageError("--max-steps must be at least 1")
@@ -264,6 +282,7 @@ class Model:
             keep = np.ones_like(ts, dtype=bool)
         if not (rtol > 0 and atol > 0):
             raise UsageError("--rtol and --atol must be positive")
+        health.check_committee_solve(self.spec, r.p, r.k, len(ts))  # before any heavy work
         module = self.module
         meta = {
             "model": self.name, "title": self.title, "family": self.family,
@@ -276,8 +295,9 @@ class Model:
             n = len(raw.t)
             sel = keep[:n]
             info = {**meta, "solver": raw.solver, "steps": raw.num_steps}
-            return Solution(raw.t[sel], {k: v[sel] for k, v in raw.observables.items()},
-                            {k: v[sel] for k, v in raw.states.items()}, info)
+            sol = Solution(raw.t[sel], {k: v[sel] for k, v in raw.observables.items()},
+                           {k: v[sel] for k, v in raw.states.items()}, info)
+            return annotate_plateaus(sol)  # metadata["plateaus"] (eqgen.analysis.plateaus)
 
         try:
             raw = ode.solve(module.vector_field, module.observables, r.init, r.params, ts,
@@ -285,11 +305,32 @@ class Model:
                             max_steps=max_steps or ode.DEFAULT_MAX_STEPS,
                             state_order=module.STATES, observable_order=module.OBSERVABLES,
                             cache_key=self._key)
+            health.check_overlaps(raw, rtol)  # Ω must stay positive semi-definite
         except NumericalError as e:
             if isinstance(e.partial, ode.RawSolution):
+                health.explain_growth(e)  # a divergence, whatever the solver ran out of
                 e.partial = solution(e.partial)
             raise
         return solution(raw)
+
+    def sweep(self, grid: Any, params: Mapping[str, float] | None = None,
+              **kwargs: Any) -> Any:
+        """Solve a grid of parameter values, e.g. `grid={"gamma": [0.5, 1], "Delta": [0, 0.1]}`,
+        in one vmapped solve per shape group; a grid over `kappa` and `delta` (regime exponents)
+        gives the phase diagram. Other arguments as `solve` (`d_ref` for the phase diagram).
+        Returns an `eqgen.sweep.SweepResult`; see docs/sweeps.md."""
+        from eqgen.phase_diagram import is_phase_grid, phase_sweep
+        from eqgen.sweep import sweep
+
+        if is_phase_grid(self, grid):
+            return phase_sweep(self, grid, params, **kwargs)
+        return sweep(self, grid, params, **kwargs)
+
+    def reduced(self, reduction: str) -> Model:
+        """This model in a reduction of its ODE: `mean_field` (THEORY §1.3)."""
+        from eqgen.mean_field import reduced
+
+        return reduced(self, reduction)
 
     def simulate(self, params: Mapping[str, float] | None = None,
                  init: Mapping[str, Any] | None = None, *, d: int, seeds: int = 4,

@@ -46,9 +46,16 @@ class Solution:
         return len(self.t)
 
     def __repr__(self) -> str:
-        obs = ", ".join(f"{k}={v[-1]:.6g}" for k, v in self.observables.items())
-        return (f"Solution({self.metadata.get('model', '?')}: {len(self.t)} times from "
-                f"t={self.t[0]:g} to t={self.t[-1]:g}; final {obs})")
+        """Model, times, parameters, regime, states and each observable at start and end."""
+        from eqgen.summary import solution_text
+
+        return solution_text(self)
+
+    def _repr_latex_(self) -> str:
+        """A small table of the observables at the first and last time, for notebooks."""
+        from eqgen.summary import solution_latex
+
+        return solution_latex(self)
 
     def columns(self) -> list[tuple[str, np.ndarray]]:
         """The CSV columns in contract order: t, observables, then state entries."""
