@@ -189,13 +189,14 @@ class DmftModel(Model):
             if use_exact:
                 from eqgen.runtime.dmft_exact import sweep_exact
 
-                return sweep_exact(problem)
+                with np.errstate(over="ignore", invalid="ignore"):  # reported by _check_finite
+                    return sweep_exact(problem)
             from eqgen.runtime.dmft import response_capacity, sweep
             from eqgen.runtime.health import check_dmft_sweep
 
             check_dmft_sweep(problem.steps, n, response_samples or response_capacity(problem, n))
-
-            return sweep(problem, n, seed, response_samples=response_samples)
+            with np.errstate(over="ignore", invalid="ignore"):  # reported by _check_finite
+                return sweep(problem, n, seed, response_samples=response_samples)
 
         def observables(eta: float, res: Any = None) -> dict[str, np.ndarray]:
             """At step η; for a smoothed hinge, extrapolated to T → 0 when asked (the

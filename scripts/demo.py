@@ -23,6 +23,8 @@ FLAGSHIP = [
     "glm_ridge_square",
     "gmm_two_cluster_logistic",
     "gmm_three_cluster",
+    "gmm_two_cluster_hinge",
+    "committee_mean_field",
 ]
 
 

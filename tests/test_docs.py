@@ -74,3 +74,12 @@ def test_mkdocs_build_strict(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stderr[-4000:]
     html = (tmp_path / "site" / "gallery" / "committee_erf.html").read_text()
     assert 'class="arithmatex"' in html  # math left for MathJax
+
+
+def test_language_page_shows_the_grammar_verbatim() -> None:
+    """docs/language.md includes eqgen/spec/grammar.lark as it is, so the reference cannot
+    drift from the parser."""
+    page = (ROOT / "docs" / "language.md").read_text()
+    start = page.index("```lark\n") + len("```lark\n")
+    grammar = (ROOT / "eqgen" / "spec" / "grammar.lark").read_text()
+    assert page[start:page.index("```", start)] == grammar

@@ -146,10 +146,6 @@ def test_non_finite_dmft_sweep_exits_3_with_partial_results(tmp_path: Path):
     assert np.all(np.isfinite(rows)) and rows[-1, 0] < t_fail
 
 
-@pytest.mark.xfail(strict=False, reason="an overflow late in the sweep reaches every time "
-                   "through C⊥ = A (M_C/Δ) Aᵀ (inf · 0 = NaN), so Q is NaN from t = 0 and "
-                   "the partial results are empty: weight_covariance (runtime/dmft.py) and "
-                   "dmft_exact must stop at the first non-finite row")
 def test_late_dmft_overflow_keeps_the_early_times(tmp_path: Path):
     out = tmp_path / "dmft.csv"
     r = run_quiet("solve", model_path("glm_ridge_square"), "--set", "eta=3", "--set",

@@ -227,12 +227,26 @@ _sweep_jit = jax.jit(_sweep_arrays, static_argnums=(0, 2, 3))
 
 
 def weight_covariance(problem: DmftProblem, R: np.ndarray, MC: np.ndarray) -> np.ndarray:
-    """C⊥(k, l) = C⊥(0,0) R_k0 R_l0 + η² Σ_ij R_{k,i+1} (M_C(i,j)/Δ) R_{l,j+1} (i < k, j < l)."""
-    A = np.zeros_like(R)
-    A[:, :-1] = R[:, 1:]
+    """C⊥(k, l) = C⊥(0,0) R_k0 R_l0 + η² Σ_ij R_{k,i+1} (M_C(i,j)/Δ) R_{l,j+1} (i < k, j < l).
+
+    Computed on the leading block of times before the first non-finite R or M_C (NaN after):
+    C⊥ up to step k needs R and M_C only up to k, so an overflow late in a sweep must not
+    reach the earlier times (through inf · 0 in the matrix products)."""
+    n = min(first_nonfinite_row(R), first_nonfinite_row(MC))
+    out = np.full(R.shape, np.nan)
+    A = np.zeros((n, n))
+    A[:, :-1] = R[:n, 1:n]
     A = np.tril(A, -1)  # A_{k,i} = R_{k,i+1} for i < k
-    return (problem.q0 * np.outer(R[:, 0], R[:, 0])
-            + problem.eta**2 * A @ (MC / problem.Delta) @ A.T)
+    out[:n, :n] = (problem.q0 * np.outer(R[:n, 0], R[:n, 0])
+                   + problem.eta**2 * A @ (MC[:n, :n] / problem.Delta) @ A.T)
+    return out
+
+
+def first_nonfinite_row(X: np.ndarray) -> int:
+    """The first k with a non-finite entry in the lower triangle X[k, :k+1] (len(X) if none)."""
+    bad = ~np.isfinite(np.where(np.tri(*X.shape, dtype=bool), X, 0.0))
+    rows = np.flatnonzero(bad.any(axis=1))
+    return int(rows[0]) if rows.size else len(X)
 
 
 def sweep(problem: DmftProblem, samples: int = 20_000, seed: int = 0,
