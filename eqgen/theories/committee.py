@@ -14,6 +14,7 @@ import numpy as np
 import sympy as sp
 
 from eqgen.errors import SpecError
+from eqgen.spec.ast import Pos
 from eqgen.spec.committee import CommitteeSpec
 from eqgen.symbolic import convert
 from eqgen.symbolic.expectations import expectation
@@ -174,6 +175,32 @@ def _check_differentiable(spec: CommitteeSpec, sigma: sp.Expr) -> None:
             "use a differentiable activation (erf, tanh, relu, polynomials, ...)"))
 
 
+# An activation whose log grows faster than GROWTH_LIMIT·z² has Gaussian expectations that
+# diverge once a field's variance reaches about 1/(2·GROWTH_LIMIT) = 10: quadrature would then
+# return a finite, wrong number. Probed at |z| = GROWTH_PROBE.
+GROWTH_LIMIT = 0.05
+GROWTH_PROBE = 32.0
+
+
+def _check_growth(spec: CommitteeSpec, f: sp.Expr, who: str, pos: Pos) -> None:
+    """Refuse an activation that grows like exp(c z²) (c ≥ GROWTH_LIMIT) or faster."""
+    try:
+        fn = sp.lambdify(Z, f, modules=["scipy", "numpy"])
+        with np.errstate(all="ignore"):
+            values = [abs(complex(fn(z))) for z in (-GROWTH_PROBE, GROWTH_PROBE)]
+    except Exception:  # noqa: BLE001 - a probe only: functions numpy cannot evaluate pass
+        return
+    log_size = max(np.log1p(v) if np.isfinite(v) else np.inf for v in values)
+    if log_size > GROWTH_LIMIT * GROWTH_PROBE**2:
+        raise SpecError(spec.diagnostic(
+            f"the {who} activation grows too fast: |f(±{GROWTH_PROBE:g})| is about "
+            f"e^{log_size:.0f}" if np.isfinite(log_size) else
+            f"the {who} activation overflows at z = ±{GROWTH_PROBE:g}", pos,
+            "its Gaussian expectations diverge for large overlaps (like E[exp(c z²)] for "
+            "variance ≥ 1/(2c)); use an activation that grows at most like exp(|z|) or a "
+            "polynomial"))
+
+
 def student_activation(spec: CommitteeSpec) -> sp.Expr:
     """σ(z) of the student, checked to have a usable derivative."""
     sigma = convert.activation(spec.student.activation)
@@ -221,6 +248,8 @@ def derive(spec: CommitteeSpec) -> CommitteeEquations:
     regime = regime_of(spec)
     sigma = student_activation(spec)
     g = convert.activation(spec.teacher.activation)
+    _check_growth(spec, sigma, "student", spec.student.activation.pos)
+    _check_growth(spec, g, "teacher", spec.teacher.activation.pos)
     sigma_prime = sp.diff(sigma, Z)
     same = sp.simplify(sigma - g) == 0
     if same:
