@@ -372,7 +372,8 @@ class MeanFieldModel(Model):
                  init: Mapping[str, Any] | None = None, **kwargs: Any) -> eqgen.Solution:
         """Finite-d SGD of the same network (the full model's simulator: it measures Q, M,
         P from the weights); see `Model.simulate`."""
-        return Model(self.path, self.file).simulate(params, init, **kwargs)
+        return _FullModel(self.path, self.file).simulate(params, init, **kwargs)
+
 
     def compare(self, params: Mapping[str, float] | None = None,
                 init: Mapping[str, Any] | None = None, *, d: int, seeds: int = 4,
@@ -418,6 +419,17 @@ class MeanFieldModel(Model):
             "",
         ])
         return doc.replace("\\end{document}", section + "\\end{document}")
+
+
+class _FullModel(Model):
+    """The full committee ODE of a `regime mean_field` spec: what its simulator drives. Its
+    generated module is kept apart from the shipped reduced one (another freshness key)."""
+
+    @functools.cached_property
+    def _key(self) -> str:
+        from eqgen.codegen import module as modfile
+
+        return modfile.freshness_key(self.spec.source.text + "\n# full ODE (not reduced)")
 
 
 # What the reduction neglects (the text of eqgen.codegen.mean_field.NEGLECTED, in LaTeX).

@@ -41,6 +41,8 @@ CASES = [
      "the same at d = 500: finite-d fluctuations end the plateau early"),
     ("committee_trained_readout", "committee_trained_readout", {}, 1000, 200.0,
      "trained second layer, γ c_p = 0.25"),
+    ("committee_mean_field", "committee_mean_field", {"p": 32}, 2000, 20.0,
+     "mean-field reduction at p = 32 (its O(1/p) error is visible)"),
 ]
 
 # DMFT cases: name, spec, parameter overrides, d, what the figure shows (t_max from the spec)
