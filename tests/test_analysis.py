@@ -138,6 +138,32 @@ def test_eta_max_agrees_with_the_numpy_linearisation_and_direct_solves(saad_soll
     assert dist[1.03][1] > 2 * dist[1.03][0]
 
 
+def test_single_unit_eta_max_is_the_closed_form(saad_solla) -> None:
+    """K = 1 (one erf unit learning one erf unit, Saad–Solla units): linearising by hand
+    dR/dt = η[I3(λ,ν,ν) − I3(λ,ν,λ)] and dQ/dt = 2η[I3(λ,λ,ν) − I3(λ,λ,λ)] + η²[I4 terms]
+    with THEORY §1.4's closed forms at Q = R = T = 1 gives, in the coordinates (R, Q),
+
+        J = [[−8√3 η/(9π),                 √3 η/(3π)],
+             [8η(5√3π − 9√5η)/(45π²),      2η(6√5η − 5√3π)/(15π²)]],
+
+    whose determinant vanishes at η_max = π√15/3 = π√(5/3) ≈ 4.0558 (the trace stays negative
+    there). J is per unit of α = steps/d; eqgen's time is t = η α (THEORY §1.1 with c_p = 1),
+    so its rates are those of J divided by η: the spectrum at η = 0.5 is checked that way."""
+    res = perfect_learning_stability(saad_solla, {"p": 1, "k": 1})
+    assert res.eta_max == pytest.approx(np.pi * np.sqrt(15) / 3, rel=1e-9)
+
+    def jacobian(eta: float) -> np.ndarray:
+        r3, r5, pi = np.sqrt(3), np.sqrt(5), np.pi
+        return np.array([[-8 * r3 * eta / (9 * pi), r3 * eta / (3 * pi)],
+                         [8 * eta * (5 * r3 * pi - 9 * r5 * eta) / (45 * pi**2),
+                          2 * eta * (6 * r5 * eta - 5 * r3 * pi) / (15 * pi**2)]])
+
+    hand = np.linalg.eigvals(jacobian(0.5)) / 0.5
+    assert res.rate == 0.5
+    assert res.slowest_decay == pytest.approx(-hand.real.max(), rel=1e-9)
+    assert np.linalg.det(jacobian(res.eta_max)) == pytest.approx(0.0, abs=1e-12)
+
+
 def test_eta_max_in_normalised_units_is_K2_times_saad_solla(saad_solla) -> None:
     """η_SS = γ/K² and t_default = K t_SS (THEORY §1.5): γ_max = K² η_max, rates / K."""
     K = 3
