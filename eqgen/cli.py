@@ -245,13 +245,7 @@ def _solve(args: argparse.Namespace) -> int:
     if "discretisation_error" in sol.metadata:
         err = ", ".join(f"{k} {v:.2g}" for k, v in sol.metadata["discretisation_error"].items())
         print(f"discretisation error in η (max over t): {err}", file=sys.stderr)
-    if args.output:
-        sol.save(args.output)
-    else:
-        _print_summary(sol)
-    if args.plot:
-        sol.plot(args.plot)
-    return 0
+    return _write(sol, args)
 
 
 def _simulation_inputs(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
@@ -281,13 +275,7 @@ def _simulate(args: argparse.Namespace) -> int:
     sol = model.simulate(**kwargs)
     meta = sol.metadata
     progress(f"simulated: {meta.get('steps')} steps × {meta.get('seeds')} seeds")
-    if args.output:
-        sol.save(args.output)
-    else:
-        _print_summary(sol)
-    if args.plot:
-        sol.plot(args.plot)
-    return 0
+    return _write(sol, args)
 
 
 def _compare(args: argparse.Namespace) -> int:
@@ -305,6 +293,17 @@ def _compare(args: argparse.Namespace) -> int:
         from eqgen.compare import plot_comparison
 
         plot_comparison(cmp, args.plot)
+    return 0
+
+
+def _write(sol: Any, args: argparse.Namespace) -> int:
+    """`-o` output (else a summary on stdout) and `--plot`, as every solving command does."""
+    if args.output:
+        sol.save(args.output)
+    else:
+        _print_summary(sol)
+    if args.plot:
+        sol.plot(args.plot)
     return 0
 
 

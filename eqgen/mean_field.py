@@ -29,7 +29,7 @@ import numpy as np
 import eqgen
 from eqgen.codegen import module as modfile
 from eqgen.errors import Diagnostic, SpecError, UsageError
-from eqgen.model import Model, default_save_times
+from eqgen.model import Model, solve_times
 from eqgen.spec.committee import Resolved, build_committee, resolve
 from eqgen.spec.parser import parse_file
 from eqgen.spec.values import EvalError, evaluate
@@ -338,7 +338,7 @@ class MeanFieldModel(Model):
         r = self.resolve(params, init, init_source)
         if max_steps is not None and max_steps < 1:
             raise UsageError("--max-steps must be at least 1")
-        ts, keep = _times(save_at, t_max, r.t_max)
+        ts, keep = solve_times(save_at, t_max, r.t_max)
         if not (rtol > 0 and atol > 0):
             raise UsageError("--rtol and --atol must be positive")
         module = self.module
@@ -442,23 +442,6 @@ NEGLECTED_LATEX = (
     "weights at dimension $d$ add $Q^\\perp_{jl} = O(d^{-1/2})$, also dropped. Gradient flow "
     "only: the SGD variance term $O(\\frac{\\gamma c_p}{B})$ is absent.")
 
-
-def _times(save_at: Sequence[float] | None, t_max: float | None, default: float
-           ) -> tuple[np.ndarray, np.ndarray]:
-    """Save times (with 0 prepended if needed) and which of them were asked for."""
-    if save_at is not None:
-        asked = np.asarray(list(save_at), dtype=float)
-        ts = np.unique(asked)
-        if ts.size == 0 or ts[0] < 0 or not np.all(np.isfinite(ts)):
-            raise UsageError("--save-at needs finite times ≥ 0")
-        if ts[0] > 0:
-            ts = np.concatenate([[0.0], ts])
-        return ts, np.isin(ts, asked)
-    horizon = float(t_max) if t_max is not None else default
-    if not (horizon > 0 and np.isfinite(horizon)):
-        raise UsageError("--t-max must be a positive, finite time")
-    ts = default_save_times(horizon)
-    return ts, np.ones_like(ts, dtype=bool)
 
 
 def reduced(model: Model, reduction: str) -> MeanFieldModel:

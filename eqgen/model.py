@@ -49,6 +49,25 @@ def default_save_times(t_max: float, n_log: int = 160, n_lin: int = 41) -> np.nd
     return np.unique(np.round(grid, 12))
 
 
+def solve_times(save_at: Sequence[float] | None, t_max: float | None, default_t_max: float
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The integration times (0 first) and which of them to report: the requested `save_at`
+    times exactly, or the default grid up to `t_max` (else `default_t_max`); checked."""
+    if save_at is not None:
+        asked = np.asarray(list(save_at), dtype=float)
+        ts = np.unique(asked)
+        if ts.size == 0 or ts[0] < 0 or not np.all(np.isfinite(ts)):
+            raise UsageError("--save-at needs finite times ≥ 0")
+        if ts[0] > 0:
+            ts = np.concatenate([[0.0], ts])
+        return ts, np.isin(ts, asked)
+    horizon = float(t_max) if t_max is not None else default_t_max
+    if not (horizon > 0 and np.isfinite(horizon)):
+        raise UsageError("--t-max must be a positive, finite time")
+    ts = default_save_times(horizon)
+    return ts, np.ones_like(ts, dtype=bool)
+
+
 @functools.cache
 def _load_once(path: Path, key: str) -> ModuleType:
     """One module object per (file, freshness key) in a process, so that compiled solvers,
@@ -267,19 +286,7 @@ class Model:
         r = self.resolve(params, init, init_source)
         if max_steps is not None and max_steps < 1:
             raise UsageError("--max-steps must be at least 1")
-        if save_at is not None:
-            ts = np.unique(np.asarray(list(save_at), dtype=float))
-            if ts.size == 0 or ts[0] < 0 or not np.all(np.isfinite(ts)):
-                raise UsageError("--save-at needs finite times ≥ 0")
-            if ts[0] > 0:
-                ts = np.concatenate([[0.0], ts])
-            keep = np.isin(ts, np.asarray(list(save_at), dtype=float))
-        else:
-            horizon = float(t_max) if t_max is not None else r.t_max
-            if not (horizon > 0 and np.isfinite(horizon)):
-                raise UsageError("--t-max must be a positive, finite time")
-            ts = default_save_times(horizon)
-            keep = np.ones_like(ts, dtype=bool)
+        ts, keep = solve_times(save_at, t_max, r.t_max)
         if not (rtol > 0 and atol > 0):
             raise UsageError("--rtol and --atol must be positive")
         health.check_committee_solve(self.spec, r.p, r.k, len(ts))  # before any heavy work

@@ -12,6 +12,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import jax
 
@@ -136,6 +137,22 @@ def _exported(run: Callable, args: tuple, folder: Path, key: str) -> Callable:
     return fn
 
 
+def _run(run: Callable, y0: Mapping[str, np.ndarray], params: Mapping[str, Any],
+         ts: np.ndarray, evolving: tuple[str, ...], rtol: float, atol: float,
+         export_key: str | None) -> tuple[dict[str, Any], Any]:
+    """Call a compiled solver (the serialised one with EQGEN_JAX_CACHE) on float64 arrays:
+    the states held constant, and the solver's outputs."""
+    y = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in y0.items() if k in evolving}
+    consts = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in y0.items() if k not in evolving}
+    p = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in params.items()}
+    args = (y, consts, p, jnp.asarray(ts, dtype=jnp.float64), jnp.float64(rtol),
+            jnp.float64(atol))
+    exported_dir = _exported_dir()
+    if export_key is not None and exported_dir is not None:
+        run = _exported(run, args, exported_dir, export_key)
+    return consts, run(*args)
+
+
 def solve(vector_field: Callable, observables: Callable, y0: Mapping[str, np.ndarray],
           params: Mapping[str, float], ts: np.ndarray, *, evolving: tuple[str, ...],
           rtol: float = 1e-8, atol: float = 1e-10, solver: str = "tsit5",
@@ -149,16 +166,9 @@ def solve(vector_field: Callable, observables: Callable, y0: Mapping[str, np.nda
     name = choose_solver(solver, rtol)
     state_order = tuple(state_order) or tuple(y0)
     run = _compiled(vector_field, observables, name, int(max_steps), tuple(evolving))
-    y = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in y0.items() if k in evolving}
-    consts = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in y0.items() if k not in evolving}
-    p = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in params.items()}
-    ts_j = jnp.asarray(ts, dtype=jnp.float64)
-    args = (y, consts, p, ts_j, jnp.float64(rtol), jnp.float64(atol))
-    exported_dir = _exported_dir()
-    if cache_key is not None and exported_dir is not None:
-        run = _exported(run, args, exported_dir,
-                        f"{cache_key}|{name}|{max_steps}|{','.join(evolving)}")
-    ys, obs, result, steps = run(*args)
+    consts, (ys, obs, result, steps) = _run(
+        run, y0, params, ts, evolving, rtol, atol,
+        None if cache_key is None else f"{cache_key}|{name}|{max_steps}|{','.join(evolving)}")
     observable_order = tuple(observable_order) or tuple(obs)
     states = {k: np.asarray(v) for k, v in ys.items()}
     for k, v in consts.items():
@@ -254,16 +264,10 @@ def solve_batch(vector_field: Callable, observables: Callable,
     name = choose_solver(solver, rtol)
     state_order = tuple(state_order) or tuple(y0)
     run = _compiled_batch(vector_field, observables, name, int(max_steps), tuple(evolving))
-    y = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in y0.items() if k in evolving}
-    consts = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in y0.items() if k not in evolving}
-    p = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in params.items()}
-    ts_j = jnp.asarray(ts, dtype=jnp.float64)
-    args = (y, consts, p, ts_j, jnp.float64(rtol), jnp.float64(atol))
-    exported_dir = _exported_dir()
-    if cache_key is not None and exported_dir is not None:
-        run = _exported(run, args, exported_dir,
-                        f"{cache_key}|batch|{name}|{max_steps}|{','.join(evolving)}")
-    ys, obs, result, steps = run(*args)
+    consts, (ys, obs, result, steps) = _run(
+        run, y0, params, ts, evolving, rtol, atol,
+        None if cache_key is None
+        else f"{cache_key}|batch|{name}|{max_steps}|{','.join(evolving)}")
     n_t = len(ts)
     states = {k: np.array(v) for k, v in ys.items()}
     for k, v in consts.items():

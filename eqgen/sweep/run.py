@@ -26,21 +26,9 @@ if TYPE_CHECKING:
 def save_times(model: Model, save_at: Sequence[float] | None, t_max: float | None
                ) -> tuple[np.ndarray, np.ndarray]:
     """The integration times (0 first) and which of them to report, as `Model.solve` does."""
-    from eqgen.model import default_save_times
+    from eqgen.model import solve_times
 
-    if save_at is not None:
-        asked = np.asarray(list(save_at), dtype=float)
-        ts = np.unique(asked)
-        if ts.size == 0 or ts[0] < 0 or not np.all(np.isfinite(ts)):
-            raise UsageError("--save-at needs finite times ≥ 0")
-        if ts[0] > 0:
-            ts = np.concatenate([[0.0], ts])
-        return ts, np.isin(ts, asked)
-    horizon = float(t_max) if t_max is not None else model.defaults.t_max
-    if not (horizon > 0 and np.isfinite(horizon)):
-        raise UsageError("--t-max must be a positive, finite time")
-    ts = default_save_times(horizon)
-    return ts, np.ones_like(ts, dtype=bool)
+    return solve_times(save_at, t_max, model.defaults.t_max)
 
 
 def check_names(model: Model, axes: Sequence[Axis], params: Mapping[str, float]) -> None:
