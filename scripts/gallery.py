@@ -130,7 +130,7 @@ def model_page(path: Path, simulate: bool, refresh: bool, samples: int) -> tuple
             "In Python, `eqgen.load(...)` gives the model; in a notebook it displays its "
             "equations of motion, and `print(model)` its states, parameters, regime, time unit "
             "and observables:\n",
-            "```text\n" + repr(model) + "\n```\n",
+            "```text\n" + repr(model).replace(f"{ROOT}/", "") + "\n```\n",  # no machine paths
             "## Derived equations\n",
             "What `eqgen latex` writes (rendered here by MathJax; the standalone document "
             "numbers the equations).\n", equations,

@@ -83,3 +83,10 @@ def test_language_page_shows_the_grammar_verbatim() -> None:
     start = page.index("```lark\n") + len("```lark\n")
     grammar = (ROOT / "eqgen" / "spec" / "grammar.lark").read_text()
     assert page[start:page.index("```", start)] == grammar
+
+
+def test_pages_hold_no_machine_paths() -> None:
+    """Generated pages (the gallery) must not carry the absolute path of the machine that
+    made them."""
+    for page in (ROOT / "docs").rglob("*.md"):
+        assert str(ROOT) not in page.read_text(), page
