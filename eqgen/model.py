@@ -192,8 +192,12 @@ class Model:
         return modfile.freshness_key(self.spec.source.text)
 
     def _fresh_module_exists(self) -> bool:
+        if getattr(self, "_fresh_seen", False):  # once fresh, fresh for this process
+            return True
         key = self._key
-        return any(p.exists() and modfile.read_key(p) == key for p in self._candidates())
+        self._fresh_seen = any(p.exists() and modfile.read_key(p) == key
+                               for p in self._candidates())
+        return self._fresh_seen
 
     def _candidates(self) -> list[Path]:
         key = self._key

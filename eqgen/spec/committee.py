@@ -4,6 +4,7 @@ problem collected, and its resolution to numbers (parameters, sizes, initial ove
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import math
 from collections.abc import Mapping
@@ -848,9 +849,17 @@ def _random_overlaps(spec, p, k, num, size, err) -> dict[str, np.ndarray]:  # no
     scale = num(ri.scale, "scale") if ri.scale is not None else 1.0
     if scale != scale:
         return {}
-    W, Ws = random_weights(p, k, int(d), int(seed), ri.teacher, scale)
-    d = int(d)
-    return {"Q": W @ W.T / d, "M": W @ Ws.T / d, "P": Ws @ Ws.T / d}
+    Q, M, P = _overlaps_of_random_weights(p, k, int(d), int(seed), ri.teacher, scale)
+    return {"Q": Q.copy(), "M": M.copy(), "P": P.copy()}
+
+
+@functools.lru_cache(maxsize=64)
+def _overlaps_of_random_weights(p: int, k: int, d: int, seed: int, teacher: str,
+                                scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Q, M, P of `random_weights`, kept per arguments: a sweep resolves the same random
+    start at every grid point."""
+    W, Ws = random_weights(p, k, d, seed, teacher, scale)
+    return W @ W.T / d, W @ Ws.T / d, Ws @ Ws.T / d
 
 
 def random_weights(p: int, k: int, d: int, seed: int, teacher: str = "orthonormal",

@@ -82,7 +82,10 @@ def resolve_grid(model: Model, axes: Sequence[Axis], params: Mapping[str, float]
     plain = []
     for a in axes:
         ok = True
-        for base in (first, last):
+        # the other axes at their first and at their last values (once if that is the same)
+        bases = [first] if all(first[n] == last[n] for n in first if n != a.name) \
+            else [first, last]
+        for base in bases:
             ref = _resolve_one(model, base, params, init, init_source)
             for v in a.values:
                 r = _resolve_one(model, {**base, a.name: float(v)}, params, init, init_source)
