@@ -30,7 +30,7 @@ CASES = [
     ("saad_solla", "saad_solla", {}, 1000, 300.0,
      "Saad–Solla units, η = 0.5, small random initial weights: a long plateau whose end "
      "depends on O(d^-1/2) fluctuations"),
-    ("committee_relu_small_d", "committee_relu", {"p": 10, "gamma": 0.05}, 3, 30.0,
+    ("committee_relu", "committee_relu", {"p": 10, "gamma": 0.05}, 3, 30.0,
      "ReLU, gradient-flow regime at d = 3, p = 10, k = 2, γ c_p = 0.005"),
     ("committee_square", "committee_square", {}, 1000, 50.0,
      "σ = z², p = 2, k = 1, γ c_p = 0.1: which unit wins is decided by fluctuations"),
