@@ -35,7 +35,7 @@ docs: $(STAMP)
 	$(BIN)/mkdocs build --strict --site-dir site
 
 # regenerate docs/gallery (pages, equations, curves) from models/*.eqg; expensive simulations
-# are cached in docs/gallery/cache (GALLERY_ARGS=--refresh recomputes them)
+# are reused from their figures (GALLERY_ARGS=--simulate computes missing ones, --refresh all)
 gallery: $(STAMP)
 	$(BIN)/python scripts/gallery.py $(GALLERY_ARGS)
 
