@@ -202,8 +202,9 @@ def check_overlaps(raw: Any, rtol: float) -> None:
 
 def explain_growth(error: NumericalError, growth: float = 4.0) -> None:
     """When the overlaps of `error.partial` (an `ode.RawSolution`) grew more than `growth`
-    times between the first and the last good time, say so in the hint: a solver that runs
-    out of steps or of step size while the overlaps explode is following a divergence."""
+    times between the first and the last good time, say so in the message and the hint: a
+    solver that runs out of steps or of step size while the overlaps explode is following a
+    divergence."""
     raw = error.partial
     states = getattr(raw, "states", None)
     if not states or len(raw.t) < 2:
@@ -213,7 +214,10 @@ def explain_growth(error: NumericalError, growth: float = 4.0) -> None:
                                          for v in moving], axis=1)), axis=1)
     if not (np.all(np.isfinite(size[[0, -1]])) and size[-1] > growth * max(size[0], 1e-12)):
         return
-    note = (f"the overlaps Q, M grew from {size[0]:.3g} to {size[-1]:.3g} (largest entry) before "
-            "the failure, so the dynamics are probably diverging: lower the learning rate")
+    note = "the dynamics are probably diverging: lower the learning rate"
     if "probably diverging" not in (error.hint or ""):
         error.hint = note + (f"; otherwise: {error.hint}" if error.hint else "")
+    message = str(error)
+    if not message.startswith(("the overlaps diverged", "the overlaps grew")):
+        error.args = (f"the overlaps grew from {size[0]:.3g} to {size[-1]:.3g} (largest entry "
+                      f"of Q, M), and then {message}",)
