@@ -118,23 +118,9 @@ class MeanFieldModel(Model):
         shipped = self.path.resolve().parent.parent / "generated" / f"{self.name}.py"
         return [shipped, cached]
 
-    def _smoke_test(self, module: ModuleType, evaluate: bool = False) -> None:
-        import jax
-        import jax.numpy as jnp
-
-        r = self.resolve()
-        state = {k: jnp.asarray(v) for k, v in r.init.items()}
-        params = {k: jnp.asarray(v) for k, v in r.params.items()}
-        if evaluate:
-            d = jax.jit(module.vector_field)(0.0, state, params)
-            obs = jax.jit(module.observables)(state, params)
-        else:
-            d = jax.eval_shape(module.vector_field, 0.0, state, params)
-            obs = jax.eval_shape(module.observables, state, params)
-        if evaluate and not all(bool(jnp.all(jnp.isfinite(v))) for v in
-                                (*d.values(), *obs.values())):
-            raise eqgen.EqgenError(f"internal error: generated module {module.__name__} gives "
-                                   "non-finite values at the spec's initial state")
+    def _smoke_state(self) -> Resolved:
+        """The reduced state (M, q⊥) of the spec: what the reduced module is evaluated at."""
+        return self.resolve()
 
     # -- initial state --------------------------------------------------------------------------
     def resolve(self, params: Mapping[str, float] | None = None,

@@ -232,7 +232,7 @@ class Model:
         import jax
         import jax.numpy as jnp
 
-        r = self.defaults
+        r = self._smoke_state()
         state = {k: jnp.asarray(v) for k, v in r.init.items()}
         params = {k: jnp.asarray(v) for k, v in r.params.items()}
         if evaluate:
@@ -248,6 +248,10 @@ class Model:
         if set(d) != set(module.STATES):
             raise EqgenError(f"internal error: generated module {module.__name__} returns "
                              f"{sorted(d)}")
+
+    def _smoke_state(self) -> Resolved:
+        """The state and parameters the smoke test evaluates the generated module at."""
+        return self.defaults
 
     # -- numerics -------------------------------------------------------------------------------
     def vector_field(self, params: Mapping[str, float] | None = None) -> Callable:
