@@ -15,7 +15,13 @@ import numpy as np
 
 from eqgen.errors import Diagnostic, SpecError, UsageError
 from eqgen.spec import ast
-from eqgen.spec.functions import CONSTANTS, RESERVED, SYMBOLIC_FUNCTIONS, degree_problem
+from eqgen.spec.functions import (
+    CONSTANTS,
+    RESERVED,
+    SYMBOLIC_FUNCTIONS,
+    degree_problem,
+    size_problem,
+)
 from eqgen.spec.values import EvalError, evaluate
 
 STATE_NAMES = ("Q", "M", "P", "a", "a_star")
@@ -204,6 +210,9 @@ def _check_expr(c: _Collector, expr: ast.Expr, allowed: set[str], what: str) -> 
                 and 0 <= call.args[0].value <= 30):
             c.error("He(n, z) needs a whole-number degree n between 0 and 30 first",
                     call.args[0].pos, "e.g. He(3, z) = z**3 - 3*z")
+    if (too_large := size_problem(expr)) is not None:
+        message, pos, hint = too_large
+        c.error(f"{message} in {what}", pos, hint)
     for lst in ast.lists_in(expr):
         c.error(f"a list is not allowed in {what}", lst.pos,
                 "lists are for initial values (`init`) and fixed(...) second layers; "

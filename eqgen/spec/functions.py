@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from fractions import Fraction
 from typing import Any
 
@@ -123,3 +124,58 @@ def _constant(expr: Any) -> Fraction | None:
         return None
 
     return ast.fold(expr, combine)
+
+
+# Exact symbolic arithmetic on a literal such as 2**2**22 builds a number of millions of digits
+# (and float64 code cannot hold anything above ~1.8e308): such expressions are refused up front.
+MAX_SYMBOLIC_EXPONENT = 1000
+MAX_CONSTANT = 1e300
+
+
+def size_problem(expr: Any) -> tuple[str, ast.Pos, str] | None:
+    """(message, position, hint) for the innermost constant in a symbolic expression that is too
+    large to compute exactly or to hold in float64 (an exponent above MAX_SYMBOLIC_EXPONENT in
+    size, a constant above MAX_CONSTANT), else None. Evaluated in floats, so it is cheap."""
+    Problem = tuple[str, ast.Pos, str]
+    hint = (f"exponents in activations and losses are at most {MAX_SYMBOLIC_EXPONENT} in size "
+            f"and constants at most {MAX_CONSTANT:g}")
+
+    def too_large(v: float) -> bool:
+        return not math.isfinite(v) or abs(v) > MAX_CONSTANT
+
+    def combine(e: ast.Expr, parts: list[tuple[float | None, Problem | None]]
+                ) -> tuple[float | None, Problem | None]:
+        for _, problem in parts:
+            if problem is not None:
+                return None, problem
+        values = [v for v, _ in parts]
+        match e:
+            case ast.Number():
+                try:
+                    v = float(e.value)
+                except OverflowError:
+                    v = math.inf
+                return (None, ("number too large", e.pos, hint)) if too_large(v) else (v, None)
+            case ast.Name():
+                return (math.pi if e.id == "pi" else None), None
+            case ast.Neg():
+                return (None if values[0] is None else -values[0]), None
+            case ast.BinOp():
+                a, b = values
+                if e.op == "**" and b is not None and abs(b) > MAX_SYMBOLIC_EXPONENT:
+                    return None, ("exponent too large", e.where_op, hint)
+                if a is None or b is None:
+                    return None, None
+                try:
+                    v = {"+": lambda: a + b, "-": lambda: a - b, "*": lambda: a * b,
+                         "/": lambda: a / b, "**": lambda: math.pow(a, b)}[e.op]()
+                except OverflowError:
+                    v = math.inf
+                except (ZeroDivisionError, ValueError):  # reported elsewhere, or complex
+                    return None, None
+                if too_large(v):
+                    return None, ("number too large", e.where_op, hint)
+                return v, None
+        return None, None
+
+    return ast.fold(expr, combine)[1]
