@@ -9,7 +9,8 @@ Each step k, for all trajectories at once (vectorised over N, `lax.scan` over k)
   h = m a + r; g = s̄ ℓ'(y, h); curvature κ_k = s̄ ℓ''(y, h);
   ν̂_k = αΔ E[κ_k]; M_C(k, j) = αΔ² E[g_k g_j]; M_R(k, j) = αΔ² E[κ_k χ_{k,j+1} κ_j] (j < k);
   the coloured noise Ξ_k from the row-k factor of M_C; then χ, r, m and R one step on.
-The per-trajectory responses χ are the memory cost, 8 (K+2)² bytes per trajectory. They enter
+The per-trajectory responses χ are the memory cost, about 4 (K+2)² bytes per trajectory (the
+lower triangle, in blocks: `_Triangle`). They enter
 only M_R, so they are carried by the first N_χ ≤ N trajectories, with N_χ chosen to fit a memory
 budget (6 GB by default): M_R is then estimated from N_χ trajectories and everything else from
 all N. Memory is bounded whatever K and N; the price is a larger Monte Carlo error on M_R alone.
@@ -23,8 +24,10 @@ its own past.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -146,10 +149,11 @@ def _sweep_arrays(problem: DmftProblem, inputs: SweepInputs, n_chi: int,
         "R": zeros(T, T).at[0, 0].set(1.0),
         "MC": zeros(T, T),
         "MR": zeros(T, T),
+        # χ_{i,u} for the first n_chi trajectories, in row blocks (see _Triangle)
+        "chi": _Triangle.start(T, n_chi, zero),
     }
 
     def step(carry: dict, k: jax.Array) -> tuple[dict, dict]:
-        Tb = carry["chi"].shape[0]  # the rows (and columns) of χ this block can reach
         m = carry["m"]
         r_k = carry["r"][k]
         s_k = sbar[k]
@@ -161,66 +165,123 @@ def _sweep_arrays(problem: DmftProblem, inputs: SweepInputs, n_chi: int,
         nu = alpha * Delta * mean(cur_k)
         g_all = carry["g"].at[k].set(g_k)
         cur_all = carry["cur"].at[k].set(cur_k)
-        mc_row = jnp.where(steps <= k, alpha * Delta**2 * mean(g_all * g_k), 0.0)
+        # Rows > k of the (T, n) histories are still zero: each read below takes only the
+        # rows up to the end of k's block (static widths, one branch per block).
+        mc_row = _up_to_row(k, T, lambda W: jnp.pad(jnp.where(
+            steps[:W] <= k, alpha * Delta**2 * mean(g_all[:W] * g_k), 0.0), (0, T - W)))
         L_row = regularised_row(carry["L"], mc_row, k, mc_row[k])
-        noise = L_row @ zeta
-        # M_R(k, j) = αΔ² E[κ_k χ_{k,j+1} κ_j] over the trajectories that carry responses
-        chi_k = carry["chi"][k]  # (n_chi, Tb): χ_{k,u}
-        cur_chi = cur_k[:n_chi]
-        chi_shift = jnp.roll(chi_k, -1, axis=-1).at[:, -1].set(0.0)  # χ_{k,j+1}
-        earlier = 1.0 if drop_earlier_curvature else cur_all[:Tb, :n_chi].T
-        mr_row = jnp.where(steps[:Tb] < k, alpha * Delta**2 * jnp.mean(
-            cur_chi[:, None] * chi_shift * earlier, axis=0), 0.0)
+        noise = _up_to_row(k, T, lambda W: L_row[:W] @ zeta[:W])
+        chi = carry["chi"]
+        # M_R(k, j) = αΔ² E[κ_k χ_{k,j+1} κ_j] over the trajectories that carry responses, and
         # χ_{k+1,u} = χ_{k,u} − η[(λ + ν̂ + Δ κ_k) χ_{k,u} − η Σ_i M_R(k,i) χ_{i,u}]
-        memory = jnp.einsum("i,inu->nu", mr_row, carry["chi"])
-        chi_new = chi_k - eta * ((lam + nu + Delta * cur_chi[:, None]) * chi_k - eta * memory)
-        chi_new = chi_new.at[:, k + 1].set(1.0)
-        r_new = r_k - eta * ((lam + nu) * r_k + Delta * g_k - eta * (mr_row @ carry["r"][:Tb])
-                             - noise)
+        cur_chi = cur_k[:n_chi]
+        earlier = None if drop_earlier_curvature else cur_all[:, :n_chi]
+        mr_row, chi_new = _Triangle.advance(
+            chi, k, cur_chi=cur_chi, earlier=earlier, mr_scale=alpha * Delta**2,
+            decay=lam + nu + Delta * cur_chi, eta=eta)
+        r_memory = _up_to_row(k, T, lambda W: mr_row[:W] @ carry["r"][:W])
+        r_new = r_k - eta * ((lam + nu) * r_k + Delta * g_k - eta * r_memory - noise)
         m_new = m - eta * (lam * m + alpha * mean(g_k * a))
         R_k = carry["R"][k]
-        R_new = R_k - eta * ((lam + nu) * R_k - eta * (mr_row @ carry["R"][:Tb]))
+        R_new = R_k - eta * ((lam + nu) * R_k - eta * (mr_row @ carry["R"]))
         new = {
             "m": m_new,
             "r": carry["r"].at[k + 1].set(r_new),
             "g": g_all,
             "cur": cur_all,
-            "chi": carry["chi"].at[k + 1].set(chi_new),
+            "chi": _Triangle.set_row(chi, k + 1, chi_new),
             "L": carry["L"].at[k].set(L_row),
             "R": carry["R"].at[k + 1].set(R_new.at[k + 1].set(1.0)),
             "MC": carry["MC"].at[k].set(mc_row),
-            "MR": carry["MR"].at[k].set(jnp.pad(mr_row, (0, T - Tb))),
+            "MR": carry["MR"].at[k].set(mr_row),
         }
         return new, {**obs, "nu_hat": nu}
 
-    # Time blocks: steps k0 ≤ k < k1 only reach χ_{i,u} with i, u ≤ k1, so each block scans
-    # over a response array of that size (grown between blocks): about a third of the work
-    # and memory traffic of scanning the full (K+2)² array at every step.
-    carry["chi"] = zeros(1, n_chi, 1).at[0, :, 0].set(1.0)
-    outputs = []
-    for k0, k1 in _blocks(K + 1):
-        Tb = k1 + 1
-        old = carry["chi"]
-        carry["chi"] = jnp.pad(old, ((0, Tb - old.shape[0]), (0, 0), (0, Tb - old.shape[2])))
-        carry, out = jax.lax.scan(step, carry, jnp.arange(k0, k1))
-        outputs.append(out)
-    per_step = {key: jnp.concatenate([o[key] for o in outputs]) for key in outputs[0]}
+    carry, per_step = jax.lax.scan(step, carry, jnp.arange(K + 1))
     cut = slice(0, K + 1)
     return {**per_step, "MC": carry["MC"][cut, cut], "MR": carry["MR"][cut, cut],
             "R": carry["R"][cut, cut]}
 
 
-def _blocks(n_steps: int, first: int = 8, growth: float = 1.5) -> list[tuple[int, int]]:
-    """Step ranges [k0, k1) covering 0..n_steps−1, growing geometrically (few compiled bodies,
-    little wasted work on the unfilled part of χ)."""
-    out, k0, size = [], 0, first
-    while k0 < n_steps:
-        k1 = min(n_steps, k0 + size)
-        if n_steps - k1 < size // 2:  # no tiny last block
-            k1 = n_steps
-        out.append((k0, k1))
-        k0, size = k1, max(first, int(size * growth))
-    return out
+def _up_to_row(k: jax.Array, T: int, fn: Callable[[int], Any]) -> Any:
+    """fn(W) with W the static end (exclusive, at most T) of the first rows that can be
+    non-zero at step k: the rows of k's block of _Triangle.B and the next one."""
+    widths = [min(T, i1 + 1) for _, i1 in _Triangle.bounds(T)]
+    return jax.lax.switch(k // _Triangle.B, [functools.partial(fn, W) for W in widths])
+
+
+class _Triangle:
+    """The responses χ_{i,u} (u ≤ i) of the trajectories that carry them, stored as row blocks.
+
+    Block c holds rows i in [cB, (c+1)B) and only the columns u < (c+1)B that can be non-zero,
+    as one dense (B, u, trajectory) array: about half the memory of the square, and each block
+    is read whole by one matrix product. The memory term Σ_i M_R(k,i) χ_{i,u} is the cost of the
+    sweep (memory traffic on χ, far larger than any cache); step k reads only the blocks of
+    rows up to its own (M_R(k, i) vanishes for i ≥ k), about k²/2 numbers per trajectory
+    instead of the whole array."""
+
+    B = 16
+
+    @staticmethod
+    def bounds(T: int) -> list[tuple[int, int]]:
+        """(first row, end row) of every block; a block's columns end where its rows do."""
+        return [(i0, min(T, i0 + _Triangle.B)) for i0 in range(0, T, _Triangle.B)]
+
+    @staticmethod
+    def size(T: int) -> int:
+        """Numbers stored per trajectory."""
+        return sum((i1 - i0) * i1 for i0, i1 in _Triangle.bounds(T))
+
+    @staticmethod
+    def start(T: int, n: int, zero: jax.Array) -> tuple[jax.Array, ...]:
+        """χ at the start: χ_{0,0} = 1 and everything else 0."""
+        blocks = tuple(jnp.full((i1 - i0, i1, n), zero) for i0, i1 in _Triangle.bounds(T))
+        return (blocks[0].at[0, 0].set(1.0), *blocks[1:])
+
+    @staticmethod
+    def advance(chi: tuple[jax.Array, ...], k: jax.Array, *, cur_chi: jax.Array,
+                earlier: jax.Array | None, mr_scale: float, decay: jax.Array, eta: float
+                ) -> tuple[jax.Array, jax.Array]:
+        """Row k of M_R (length T) and row k+1 of χ (T, n) from rows ≤ k of χ.
+
+        One branch per block of row k (`lax.switch`), so that every width is static: the
+        branch of block c reads row k within that block, and the memory term
+        Σ_i M_R(k,i) χ_{i,u} from blocks 0..c only (M_R(k, i) vanishes for i ≥ k)."""
+        bounds = _Triangle.bounds(sum(b.shape[0] for b in chi))
+        T = bounds[-1][1]
+
+        def branch(c: int) -> Callable[[], tuple[jax.Array, jax.Array]]:
+            i0, i1 = bounds[c]
+            W = min(T, i1 + 1)  # row k+1 can reach column i1
+
+            def run() -> tuple[jax.Array, jax.Array]:
+                row = jax.lax.dynamic_index_in_dim(chi[c], k - i0, 0, False)  # (i1, n)
+                row = jnp.pad(row, ((0, W - i1), (0, 0)))
+                shifted = jnp.pad(row[1:i1], ((0, W - i1 + 1), (0, 0)))  # χ_{k,j+1}
+                weight = cur_chi if earlier is None else cur_chi * earlier[:W]
+                mr = jnp.where(jnp.arange(W) < k, mr_scale * jnp.mean(weight * shifted, axis=-1),
+                               0.0)
+                memory = sum(jnp.pad(jnp.einsum("i,iun->un", mr[j0:j1], chi[d]),
+                                     ((0, W - j1), (0, 0)))
+                             for d, (j0, j1) in enumerate(bounds[:c + 1]))
+                new = row - eta * (decay * row - eta * memory)
+                new = jnp.where(jnp.arange(W)[:, None] == k + 1, 1.0, new)
+                return jnp.pad(mr, (0, T - W)), jnp.pad(new, ((0, T - W), (0, 0)))
+            return run
+
+        return jax.lax.switch(k // _Triangle.B, [branch(c) for c in range(len(chi))])
+
+    @staticmethod
+    def set_row(chi: tuple[jax.Array, ...], k: jax.Array, values: jax.Array
+                ) -> tuple[jax.Array, ...]:
+        """χ with row k replaced by `values` (T, n), cut to the block's columns."""
+        T = values.shape[0]
+        out = []
+        for c, (i0, i1) in enumerate(_Triangle.bounds(T)):
+            def write(block: jax.Array, i0: int = i0, i1: int = i1) -> jax.Array:
+                return jax.lax.dynamic_update_index_in_dim(block, values[:i1], k - i0, 0)
+            out.append(jax.lax.cond((k >= i0) & (k < i1), write, lambda b: b, chi[c]))
+        return tuple(out)
 
 
 _sweep_jit = jax.jit(_sweep_arrays, static_argnums=(0, 2, 3))
@@ -258,7 +319,7 @@ def sweep(problem: DmftProblem, samples: int = 20_000, seed: int = 0,
     **Arguments**
     - `samples`, `seed`: the Monte Carlo trajectories (ignored when `inputs` are given).
     - `response_samples`: how many of them carry the responses χ from which M_R is estimated
-      (default: all that fit in `memory_budget_bytes`, at 8 (K+2)² bytes each).
+      (default: all that fit in `memory_budget_bytes`, at about 4 (K+2)² bytes each).
     - `drop_earlier_curvature`: a planted error for tests — M_R without the factor ℓ''(t'),
       which THEORY §2.2 warns gives plausible-looking, wrong curves.
 
@@ -287,6 +348,7 @@ def sweep(problem: DmftProblem, samples: int = 20_000, seed: int = 0,
 
 def response_capacity(problem: DmftProblem, samples: int,
                       budget_bytes: float = RESPONSE_MEMORY_BUDGET) -> int:
-    """How many trajectories can carry responses χ ((K+2)² float64 each) within the budget."""
-    per = 8.0 * (problem.steps + 2) ** 2
+    """How many trajectories can carry responses χ (a lower triangle of (K+2)² float64 each,
+    in blocks) within the budget."""
+    per = 8.0 * _Triangle.size(problem.steps + 2)
     return int(max(1, min(samples, budget_bytes // per)))

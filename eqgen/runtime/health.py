@@ -65,9 +65,10 @@ def check_committee_solve(spec: Any, p: int, k: int, n_times: int) -> None:
 
 def dmft_memory(steps: int, samples: int, response_samples: int) -> float:
     """Estimated peak bytes of the sampled DMFT sweep (eqgen.runtime.dmft): (K+2) × N arrays
-    (fields, gradients, curvatures, noise normals, selections and the scan's temporaries), two
-    copies of the responses χ of N_χ trajectories ((K+2)² each, grown between time blocks) and
-    six (K+2)² kernels. The constants bound XLA's measured peak (docs/robustness.md)."""
+    (fields, gradients, curvatures, noise normals, selections and the scan's temporaries), the
+    responses χ of N_χ trajectories (a lower triangle of (K+2)², stored in blocks) with the
+    step's temporaries, bounded by 2 (K+2)² per trajectory, and six (K+2)² kernels. The
+    constants bound XLA's measured peak (docs/robustness.md)."""
     t = steps + 2
     return BASELINE_BYTES + 8.0 * (DMFT_PER_SAMPLE_STEP * t * samples
                                    + 2.0 * response_samples * t * t + 6.0 * t * t)
