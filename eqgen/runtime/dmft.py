@@ -144,7 +144,6 @@ def _sweep_arrays(problem: DmftProblem, inputs: SweepInputs, n_chi: int,
         "m": jnp.asarray(problem.m0, dtype=jnp.float64),
         "r": zeros(T, n).at[0].set(jnp.sqrt(Delta * problem.q0) * inputs.r0),
         "g": zeros(T, n),
-        "cur": zeros(T, n),
         "L": zeros(T, T),
         "R": zeros(T, T).at[0, 0].set(1.0),
         "MC": zeros(T, T),
@@ -164,7 +163,6 @@ def _sweep_arrays(problem: DmftProblem, inputs: SweepInputs, n_chi: int,
                "train_error": mean(problem.errors(y, h))}
         nu = alpha * Delta * mean(cur_k)
         g_all = carry["g"].at[k].set(g_k)
-        cur_all = carry["cur"].at[k].set(cur_k)
         # Rows > k of the (T, n) histories are still zero: each read below takes only the
         # rows up to the end of k's block (static widths, one branch per block).
         mc_row = _up_to_row(k, T, lambda W: jnp.pad(jnp.where(
@@ -173,12 +171,15 @@ def _sweep_arrays(problem: DmftProblem, inputs: SweepInputs, n_chi: int,
         noise = _up_to_row(k, T, lambda W: L_row[:W] @ zeta[:W])
         chi = carry["chi"]
         # M_R(k, j) = αΔ² E[κ_k χ_{k,j+1} κ_j] over the trajectories that carry responses, and
-        # χ_{k+1,u} = χ_{k,u} − η[(λ + ν̂ + Δ κ_k) χ_{k,u} − η Σ_i M_R(k,i) χ_{i,u}]
+        # χ_{k+1,u} = χ_{k,u} − η[(λ + ν̂ + Δ κ_k) χ_{k,u} − η Σ_i M_R(k,i) χ_{i,u}].
+        # Each column u of χ follows the same linear recursion, so it is stored already
+        # multiplied by κ_{u−1}: it starts at χ_{u,u} κ_{u−1} = κ_{u−1} instead of 1, and
+        # M_R needs no history of the curvatures.
         cur_chi = cur_k[:n_chi]
-        earlier = None if drop_earlier_curvature else cur_all[:, :n_chi]
         mr_row, chi_new = _Triangle.advance(
-            chi, k, cur_chi=cur_chi, earlier=earlier, mr_scale=alpha * Delta**2,
-            decay=lam + nu + Delta * cur_chi, eta=eta)
+            chi, k, cur_chi=cur_chi, mr_scale=alpha * Delta**2,
+            decay=lam + nu + Delta * cur_chi, eta=eta,
+            start=1.0 if drop_earlier_curvature else cur_chi)
         r_memory = _up_to_row(k, T, lambda W: mr_row[:W] @ carry["r"][:W])
         r_new = r_k - eta * ((lam + nu) * r_k + Delta * g_k - eta * r_memory - noise)
         m_new = m - eta * (lam * m + alpha * mean(g_k * a))
@@ -188,7 +189,6 @@ def _sweep_arrays(problem: DmftProblem, inputs: SweepInputs, n_chi: int,
             "m": m_new,
             "r": carry["r"].at[k + 1].set(r_new),
             "g": g_all,
-            "cur": cur_all,
             "chi": _Triangle.set_row(chi, k + 1, chi_new),
             "L": carry["L"].at[k].set(L_row),
             "R": carry["R"].at[k + 1].set(R_new.at[k + 1].set(1.0)),
@@ -240,9 +240,10 @@ class _Triangle:
 
     @staticmethod
     def advance(chi: tuple[jax.Array, ...], k: jax.Array, *, cur_chi: jax.Array,
-                earlier: jax.Array | None, mr_scale: float, decay: jax.Array, eta: float
+                mr_scale: float, decay: jax.Array, eta: float, start: jax.Array | float
                 ) -> tuple[jax.Array, jax.Array]:
-        """Row k of M_R (length T) and row k+1 of χ (T, n) from rows ≤ k of χ.
+        """Row k of M_R (length T) and row k+1 of χ (T, n) from rows ≤ k of χ, whose new
+        diagonal entry χ_{k+1,k+1} is `start`.
 
         One branch per block of row k (`lax.switch`), so that every width is static: the
         branch of block c reads row k within that block, and the memory term
@@ -258,14 +259,13 @@ class _Triangle:
                 row = jax.lax.dynamic_index_in_dim(chi[c], k - i0, 0, False)  # (i1, n)
                 row = jnp.pad(row, ((0, W - i1), (0, 0)))
                 shifted = jnp.pad(row[1:i1], ((0, W - i1 + 1), (0, 0)))  # χ_{k,j+1}
-                weight = cur_chi if earlier is None else cur_chi * earlier[:W]
-                mr = jnp.where(jnp.arange(W) < k, mr_scale * jnp.mean(weight * shifted, axis=-1),
-                               0.0)
+                mr = jnp.where(jnp.arange(W) < k,
+                               mr_scale * jnp.mean(cur_chi * shifted, axis=-1), 0.0)
                 memory = sum(jnp.pad(jnp.einsum("i,iun->un", mr[j0:j1], chi[d]),
                                      ((0, W - j1), (0, 0)))
                              for d, (j0, j1) in enumerate(bounds[:c + 1]))
                 new = row - eta * (decay * row - eta * memory)
-                new = jnp.where(jnp.arange(W)[:, None] == k + 1, 1.0, new)
+                new = jnp.where(jnp.arange(W)[:, None] == k + 1, start, new)
                 return jnp.pad(mr, (0, T - W)), jnp.pad(new, ((0, T - W), (0, 0)))
             return run
 
