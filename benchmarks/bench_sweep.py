@@ -3,7 +3,9 @@
 Problem: committee_erf (erf, p = k = 2, high-dimensional regime), grid γ × Δ = 8 × 8
 (γ from 0.25 to 2, Δ from 0 to 0.1), t ∈ [0, T_MAX] on the default save grid, rtol 1e-8.
 Measured in this process:
-1. `model.sweep(...)` cold (compilation included) and warm (second call; median of 3);
+1. `model.sweep(...)` cold (compilation included) and warm (second call; median of 3), split
+   over the cores (`eqgen.runtime.ode.batch_workers`), and warm as one vmapped solve on one
+   core (EQGEN_SWEEP_THREADS=1);
 2. 64 separate `model.solve(...)` calls, warm (the single-point solver compiled once before);
 then, unless --no-processes, N_PROCESSES separate `eqgen solve` processes (each pays start-up
 and compilation; the 64-process time is that mean times 64).
@@ -65,6 +67,17 @@ def main() -> None:
         warm_runs.append(time.perf_counter() - t0)
     warm = float(np.median(warm_runs))
     assert res.success.all()
+    from eqgen.runtime.ode import batch_workers
+
+    workers = batch_workers(len(res))
+    os.environ["EQGEN_SWEEP_THREADS"] = "1"  # the same sweep as one vmapped solve on one core
+    model.sweep(grid, t_max=args.t_max)
+    one_thread = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        model.sweep(grid, t_max=args.t_max)
+        one_thread.append(time.perf_counter() - t0)
+    del os.environ["EQGEN_SWEEP_THREADS"]
 
     model.solve(params=res.points[0], t_max=args.t_max)  # compile the single-point solver
     t0 = time.perf_counter()
@@ -83,7 +96,8 @@ def main() -> None:
         "problem": f"{args.spec} p=k=2, gamma x Delta = 8 x 8, t_max={args.t_max:g}, "
                    "rtol 1e-8",
         "points": len(res), "sweep_cold_s": cold, "sweep_warm_s": warm,
-        "sweep_warm_runs_s": warm_runs, "separate_warm_s": separate,
+        "sweep_warm_runs_s": warm_runs, "sweep_threads": workers,
+        "sweep_warm_one_thread_s": float(np.median(one_thread)), "separate_warm_s": separate,
         "ratio_warm": separate / warm, "ratio_vs_cold_sweep": separate / cold,
         "max_abs_diff_excess_risk": diff,
         "steps_per_point_min_max": [int(min(steps)), int(max(steps))],

@@ -238,3 +238,43 @@ def test_phase_values_are_the_limiting_ode_of_each_class(phase, erf_model, tmp_p
     assert min(by_class["gradient_flow"]) < min(by_class["high_dimensional"])
     start = float(phase["excess_risk"][-1, 0])
     assert min(by_class["noise_dominated"]) > start > min(by_class["gradient_flow"])
+
+
+# -- a batch split over threads is the same batch --------------------------------------------
+
+@pytest.mark.parametrize("parts", [3, 4])
+def test_points_split_over_threads_equal_one_vmapped_solve(erf_model, erf_sweep, monkeypatch,
+                                                           parts):
+    """Parts of unequal fill (6 points in 3 or 4 parts, the last padded) give the same rows as
+    the whole batch (the erf_sweep fixture: 6 points, too few to be split by default)."""
+    from eqgen.runtime.ode import batch_workers
+
+    monkeypatch.setenv("EQGEN_SWEEP_THREADS", "1")
+    assert batch_workers(6) == 1
+    monkeypatch.setenv("EQGEN_SWEEP_THREADS", str(parts))
+    assert batch_workers(6) == parts
+    res = erf_model.sweep({"gamma": [0.5, 2.0], "q0": [0.2, 0.5, 1.5]},
+                          params={"Delta": 0.05}, save_at=SAVE)
+    assert res.points == erf_sweep.points and res.success.all()
+    for name in ("risk", "excess_risk"):
+        np.testing.assert_allclose(res[name], erf_sweep[name], rtol=1e-12, atol=1e-15)
+    for mine, whole in zip(res.states, erf_sweep.states, strict=True):
+        np.testing.assert_allclose(mine["Q"], whole["Q"], rtol=1e-12, atol=1e-15)
+    np.testing.assert_array_equal(res.steps, erf_sweep.steps)
+
+
+def test_a_failed_point_in_a_padded_part_is_still_flagged(linear_sweep, monkeypatch):
+    model, whole = linear_sweep
+    monkeypatch.setenv("EQGEN_SWEEP_THREADS", "3")  # parts [0], [1], [1 (padding)]
+    res = model.sweep({"gamma": [0.5, 200.0]}, t_max=4)
+    assert res.success.tolist() == [True, False] and len(res.failed) == 1
+    np.testing.assert_allclose(res["excess_risk"][0], whole["excess_risk"][0], rtol=1e-12)
+
+
+@pytest.mark.parametrize("value", ["0", "two", "-1"])
+def test_bad_thread_count_is_a_usage_error(value, monkeypatch):
+    from eqgen.runtime.ode import batch_workers
+
+    monkeypatch.setenv("EQGEN_SWEEP_THREADS", value)
+    with pytest.raises(UsageError, match="EQGEN_SWEEP_THREADS"):
+        batch_workers(8)

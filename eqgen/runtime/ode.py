@@ -249,6 +249,57 @@ def _compiled_batch(vector_field: Callable, observables: Callable, solver: str, 
     return jax.jit(jax.vmap(run, in_axes=(0, 0, 0, None, None, None)))
 
 
+def batch_workers(n: int) -> int:
+    """Into how many equal parts a batch of n points is split, each solved on its own thread.
+
+    On the CPU one vmapped solve runs on one core: the elements of a small ODE are too few for
+    XLA to spread one program over several. Parts solved concurrently (JAX releases the GIL
+    while a compiled program runs) use the other cores; on an accelerator the batch stays whole.
+    $EQGEN_SWEEP_THREADS overrides the number of parts (1 keeps the batch whole)."""
+    env = os.environ.get("EQGEN_SWEEP_THREADS", "")
+    if env:
+        try:
+            wanted = int(env)
+        except ValueError:
+            wanted = 0
+        if wanted < 1:
+            raise UsageError(f"EQGEN_SWEEP_THREADS must be a whole number ≥ 1, got {env!r}")
+        return min(wanted, n)
+    if jax.default_backend() != "cpu":
+        return 1
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") \
+        else os.cpu_count() or 1
+    return max(1, min(cores, n // MIN_POINTS_PER_WORKER))
+
+
+MIN_POINTS_PER_WORKER = 4  # below this a part is not worth its thread
+
+
+def _run_in_parts(call: Callable, y0: Mapping[str, np.ndarray], params: Mapping[str, Any]
+                  ) -> tuple[dict[str, Any], Any]:
+    """`call(y0, params)` on `batch_workers` equal parts of the batch at once, the outputs
+    joined along the batch axis. The last part is padded with copies of the last point, so
+    that every part has one shape (one compiled program) and the padding is dropped."""
+    n = int(np.shape(next(iter(params.values())))[0]) if params else \
+        int(np.shape(next(iter(y0.values())))[0])
+    parts = batch_workers(n)
+    if parts == 1:
+        return call(y0, params)
+    size = -(-n // parts)
+    index = np.minimum(np.arange(parts * size), n - 1).reshape(parts, size)
+
+    def take(tree: Mapping[str, Any], rows: np.ndarray) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v)[rows] for k, v in tree.items()}
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(parts) as pool:
+        outs = list(pool.map(lambda rows: jax.block_until_ready(
+            call(take(y0, rows), take(params, rows))), index))
+    joined = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs)[:n], *outs)
+    return joined
+
+
 def solve_batch(vector_field: Callable, observables: Callable,
                 y0: Mapping[str, np.ndarray], params: Mapping[str, np.ndarray], ts: np.ndarray,
                 *, evolving: tuple[str, ...], rtol: float = 1e-8, atol: float = 1e-10,
@@ -264,10 +315,10 @@ def solve_batch(vector_field: Callable, observables: Callable,
     name = choose_solver(solver, rtol)
     state_order = tuple(state_order) or tuple(y0)
     run = _compiled_batch(vector_field, observables, name, int(max_steps), tuple(evolving))
-    consts, (ys, obs, result, steps) = _run(
-        run, y0, params, ts, evolving, rtol, atol,
-        None if cache_key is None
-        else f"{cache_key}|batch|{name}|{max_steps}|{','.join(evolving)}")
+    key = (None if cache_key is None
+           else f"{cache_key}|batch|{name}|{max_steps}|{','.join(evolving)}")
+    consts, (ys, obs, result, steps) = _run_in_parts(
+        lambda y, p: _run(run, y, p, ts, evolving, rtol, atol, key), y0, params)
     n_t = len(ts)
     states = {k: np.array(v) for k, v in ys.items()}
     for k, v in consts.items():
