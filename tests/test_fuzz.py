@@ -37,7 +37,7 @@ from tests.helpers import MODELS
 
 TIME_LIMIT_S = 20.0
 FAST_EXAMPLES = {"valid": 40, "mutated": 350, "bytes": 150}
-SLOW_EXAMPLES = {"valid": 400, "mutated": 4000, "bytes": 1500}
+SLOW_EXAMPLES = {"valid": 250, "mutated": 2000, "bytes": 800}
 SHIPPED = {p.name: p.read_text() for p in sorted(MODELS.glob("*.eqg"))}
 
 FORBIDDEN = re.compile(
