@@ -204,8 +204,8 @@ def _sweep_arrays(problem: DmftProblem, inputs: SweepInputs, n_chi: int,
 
 
 def _up_to_row(k: jax.Array, T: int, fn: Callable[[int], Any]) -> Any:
-    """fn(W) with W the static end (exclusive, at most T) of the first rows that can be
-    non-zero at step k: the rows of k's block of _Triangle.B and the next one."""
+    """fn(W), where W (static, at most T) ends the rows that can be non-zero at step k: every
+    row up to the end of k's block of _Triangle.B rows, and one more (step k writes row k+1)."""
     widths = [min(T, i1 + 1) for _, i1 in _Triangle.bounds(T)]
     return jax.lax.switch(k // _Triangle.B, [functools.partial(fn, W) for W in widths])
 

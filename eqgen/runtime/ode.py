@@ -296,8 +296,7 @@ def _run_in_parts(call: Callable, y0: Mapping[str, np.ndarray], params: Mapping[
     with ThreadPoolExecutor(parts) as pool:
         outs = list(pool.map(lambda rows: jax.block_until_ready(
             call(take(y0, rows), take(params, rows))), index))
-    joined = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs)[:n], *outs)
-    return joined
+    return jax.tree_util.tree_map(lambda *xs: np.concatenate(xs)[:n], *outs)
 
 
 def solve_batch(vector_field: Callable, observables: Callable,
