@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # this checkout's eqgen, even where another is installed
 SIZES = {"full_gf": (64, 128, 256), "full_hd": (16, 32, 64), "reduced": (100, 1000, 10_000)}
 SPEC = """model width_{regime} "width benchmark"
 param p = 8, k = 2, gamma = 1.0, Delta = 0.0

@@ -156,9 +156,14 @@ class MeanFieldModel(Model):
 
         where: dict[str, str | None] = {}
         values: dict[str, np.ndarray] = {}
+        # Q and q_perp are alternatives: one given to solve() replaces the spec's other one
+        # (which is then not evaluated: a p × p identity(p) is refused at p = 10⁴).
+        alternative = {"Q": "q_perp", "q_perp": "Q"}
         for name in INIT_NAMES:
             if name in given:
                 values[name], where[name] = given[name], init_source
+            elif alternative.get(name) in given:
+                continue
             elif (v := from_spec(name)) is not None:
                 values[name], where[name] = v, None
         if errors:

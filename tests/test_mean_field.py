@@ -145,6 +145,16 @@ def test_init_checks(tmp_path):
     np.testing.assert_array_equal(a["risk"], b["risk"])
 
 
+def test_given_q_perp_replaces_the_spec_q_at_large_width(tmp_path):
+    """The spec says `init Q = identity(p)`, which at p = 10⁴ is a matrix eqgen refuses to
+    build; M and q_perp given to the solve replace it, so the spec's Q is never evaluated."""
+    model = eqgen.load(committee_spec(tmp_path, p=4, k=2, regime="gradient_flow"))
+    reduced = model.reduced("mean_field")
+    p = 10_000
+    r = reduced.resolve({"p": p}, {"M": np.zeros((p, 2)), "q_perp": np.ones(p)})
+    assert r.init["q_perp"].shape == (p,)
+
+
 def test_reduction_refused_outside_gradient_flow(tmp_path):
     model = eqgen.load(committee_spec(tmp_path, p=4, k=2, regime="high_dimensional"))
     with pytest.raises(SpecError, match="gradient flow"):

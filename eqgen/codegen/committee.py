@@ -16,6 +16,7 @@ import sympy as sp
 from eqgen.codegen.printer import jax_code
 from eqgen.symbolic import convert
 from eqgen.theories.committee import JOINT_ORDER, CommitteeEquations, Integral
+from eqgen.theories.stein import LinearI3, split_i3
 
 INDENT = "    "
 
@@ -72,6 +73,27 @@ def _stein_function(eq: CommitteeEquations, it: Integral) -> str:
             f"        + C23 * {slope.name}(C11=C11, C12=C13, C22=C33))"]
     out.append(_function(it.name, args, doc, body))
     return "\n\n\n".join(out)
+
+
+def stein_split_functions(lin: LinearI3) -> list[str]:
+    """`<i3>_curvature(C11, C13, C33)` = ∂I3/∂C12 and `<i3>_slope(...)` = ∂I3/∂C23."""
+    it = lin.integral
+    args = ["C11", "C13", "C33"]
+    out = []
+    if lin.curvature is not None:
+        for part, expr, what in (("curvature", lin.curvature, "E[σ''(h1) φ(h3)] = ∂I3/∂C12"),
+                                 ("slope", lin.slope, "E[σ'(h1) φ'(h3)] = ∂I3/∂C23")):
+            doc = (f"{what} of {it.name} (Stein's lemma), a function of (C11, C13, C33);\n"
+                   f"derived by sympy from the closed form ({it.method}).\n\n"
+                   + sp.latex(expr).replace("\n", " "))
+            out.append(_function(f"{it.name}_{part}", args, doc, _expr_body(expr)))
+        return out
+    curvature, slope = it.parts
+    for part, sub in (("curvature", curvature), ("slope", slope)):
+        doc = f"∂{it.name}/∂C{'12' if part == 'curvature' else '23'}: see {sub.name}."
+        out.append(_function(f"{it.name}_{part}", args, doc,
+                             [f"return {sub.name}(C11=C11, C12=C13, C22=C33)"]))
+    return out
 
 
 def _describe_factor(eq: CommitteeEquations, f: sp.Expr, i: int) -> str:
@@ -135,14 +157,36 @@ def _scalars_function(eq: CommitteeEquations) -> str:
 def _i3_block(eq: CommitteeEquations, it: Integral) -> list[str]:
     (cls,) = it.classes
     sl = _slice(cls)
+    if _split(it) is not None:
+        return [
+            f"# Σ_c u_c I3(j, β, c) over the {_units(cls)} c. I3 is linear in C12 and C23 "
+            "(Stein):",
+            "# I3(j, β, c) = Ω_jβ A_jc + Ω_βc B_jc, so the sum is two matrix products",
+            f"C13 = Omega[:p, {sl}]",
+            f"A = jnp.broadcast_to({it.name}_curvature(C11=dq[:, None], C13=C13, "
+            f"C33=diag[None, {sl}]), C13.shape)",
+            f"B = jnp.broadcast_to({it.name}_slope(C11=dq[:, None], C13=C13, "
+            f"C33=diag[None, {sl}]), C13.shape)",
+            f"T = T + Omega[:p, :] * jnp.sum(A * u[{sl}], axis=1)[:, None] "
+            f"+ _matmul(B * u[{sl}], Omega[{sl}, :])",
+        ]
     return [
-        f"# Σ_c u_c I3(j, β, c) over the {cls} units c",
+        f"# Σ_c u_c I3(j, β, c) over the {_units(cls)} c",
         f"T = T + jnp.sum({it.name}(",
         "    C11=dq[:, None, None], C12=Omega[:p, :, None], "
         f"C13=Omega[:p, None, {sl}],",
         f"    C22=diag[None, :, None], C23=Omega[None, :, {sl}], C33=diag[None, None, {sl}],",
         f") * u[{sl}], axis=-1)",
     ]
+
+
+def _units(cls: str) -> str:
+    return "units" if cls == "units" else f"{cls} units"
+
+
+def _split(it: Integral) -> LinearI3 | None:
+    """The Stein split of an I3 (None if its closed form is not verifiably linear)."""
+    return split_i3(it, numerical_parts=True)
 
 
 def _i4_block(eq: CommitteeEquations, it: Integral) -> list[str]:
@@ -513,6 +557,7 @@ def module_source(eq: CommitteeEquations, *, header: str, defaults: dict[str, fl
         'OBSERVABLES = ("risk", "excess_risk")',
         f'REGIME = "{eq.regime.name}"',
         f"SQUARE_LOSS = {eq.square_loss}",
+        "SMALL_PRODUCT = 512  # products with at most this many terms are written out (_matmul)",
     ]
     imports += ["", 'jax.config.update("jax_enable_x64", True)  # float64 throughout']
     parts = [f'r"""{header}\n"""', "\n".join(imports), "\n".join(consts)]
@@ -523,9 +568,19 @@ def module_source(eq: CommitteeEquations, *, header: str, defaults: dict[str, fl
     parts.append(_function("_product", ["n", "m"], "All index pairs of an n × m block (static).",
                            ["i, j = np.indices((n, m)).reshape(2, -1)",
                             "return jnp.asarray(i), jnp.asarray(j)"]))
+    parts.append(_function(
+        "_matmul", ["x", "y"],
+        "x @ y. For the small matrices of a narrow committee, a broadcast product summed over\n"
+        "the shared index: XLA fuses it with its neighbours, while a matrix-product call has a\n"
+        "fixed cost that dominates tiny products (above all in a vmapped sweep).",
+        ["if x.shape[0] * x.shape[1] * y.shape[1] <= SMALL_PRODUCT:",
+         "    return jnp.sum(x[:, :, None] * y[None, :, :], axis=1)",
+         "return x @ y"]))
     if eq.square_loss:
         for it in eq.integrals:
             parts.append(_integral_function(eq, it))
+            if it.kind == "I3" and (lin := _split(it)) is not None:
+                parts += stein_split_functions(lin)
             if it.kind == "I4" and it.exact:
                 parts.append(_staged_i4_function(it))
         parts.append(_square_vector_field(eq))

@@ -8,16 +8,14 @@ array is ever formed (p = 10⁴ would need 800 MB per such array in float64).
 
 from __future__ import annotations
 
-import sympy as sp
-
 from eqgen.codegen.committee import (
     _activation_functions,
-    _expr_body,
     _function,
     _integral_function,
     _scalars_function,
+    stein_split_functions,
 )
-from eqgen.theories.mean_field import LinearI3, MeanFieldEquations
+from eqgen.theories.mean_field import MeanFieldEquations
 
 ROW_BLOCK = 256
 
@@ -34,27 +32,6 @@ def _classes(eq: MeanFieldEquations) -> tuple[str, str]:
     """Class names of the student units and of the teacher units."""
     names = [c.name for c in eq.full.classes]
     return ("units", "units") if names == ["units"] else ("student", "teacher")
-
-
-def _split_functions(lin: LinearI3) -> list[str]:
-    """`<i3>_curvature(C11, C13, C33)` = ∂I3/∂C12 and `<i3>_slope(...)` = ∂I3/∂C23."""
-    it = lin.integral
-    args = ["C11", "C13", "C33"]
-    out = []
-    if lin.curvature is not None:
-        for part, expr, what in (("curvature", lin.curvature, "E[σ''(h1) φ(h3)] = ∂I3/∂C12"),
-                                 ("slope", lin.slope, "E[σ'(h1) φ'(h3)] = ∂I3/∂C23")):
-            doc = (f"{what} of {it.name} (Stein's lemma), a function of (C11, C13, C33);\n"
-                   f"derived by sympy from the closed form ({it.method}).\n\n"
-                   + sp.latex(expr).replace("\n", " "))
-            out.append(_function(f"{it.name}_{part}", args, doc, _expr_body(expr)))
-        return out
-    curvature, slope = it.parts
-    for part, sub in (("curvature", curvature), ("slope", slope)):
-        doc = f"∂{it.name}/∂C{'12' if part == 'curvature' else '23'}: see {sub.name}."
-        out.append(_function(f"{it.name}_{part}", args, doc,
-                             [f"return {sub.name}(C11=C11, C12=C13, C22=C33)"]))
-    return out
 
 
 def _vector_field(eq: MeanFieldEquations) -> str:
@@ -144,7 +121,7 @@ def module_source(eq: MeanFieldEquations, *, header: str, defaults: dict[str, fl
         functions.append(_integral_function(full, it))
     for lin in eq.i3:  # I3 itself (with its Stein parts, if any), then its split
         functions.append(_integral_function(full, lin.integral))
-        functions += _split_functions(lin)
+        functions += stein_split_functions(lin)
     code = "\n".join(functions)
     numerical = [part for i in integrals for part in (i.parts or (i,)) if not part.exact]
     imports = ["import jax", "import jax.numpy as jnp", "import jax.scipy.special as jsp"]

@@ -107,7 +107,9 @@ def evaluate(expr: ast.Expr, env: Mapping[str, Value]) -> Value:
     """Evaluate `expr` with the names in `env` (and `pi`), raising `EvalError` at the culprit."""
     with np.errstate(all="ignore"):
         value = _eval(expr, env)
-    if np.any(~np.isfinite(np.asarray(value, dtype=float))):
+    finite = math.isfinite(value) if type(value) is float else \
+        not np.any(~np.isfinite(np.asarray(value, dtype=float)))
+    if not finite:
         raise EvalError("this expression does not evaluate to a finite number", expr.pos,
                         "check for division by zero, log of a non-positive number or overflow")
     return value
@@ -116,8 +118,11 @@ def evaluate(expr: ast.Expr, env: Mapping[str, Value]) -> Value:
 def _eval(expr: ast.Expr, env: Mapping[str, Value]) -> Value:
     match expr:
         case ast.Number():
-            v = float(expr.value) if abs(expr.value) < 1e300 else math.inf
-            return v
+            try:
+                v = float(expr.value)
+            except OverflowError:
+                return math.inf
+            return v if abs(v) < 1e300 else math.inf
         case ast.Name():
             if expr.id in env:
                 return env[expr.id]

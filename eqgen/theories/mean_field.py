@@ -31,28 +31,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import sympy as sp
-
 from eqgen.errors import SpecError
 from eqgen.spec.committee import CommitteeSpec
 from eqgen.theories.committee import CommitteeEquations, Integral, derive
+from eqgen.theories.stein import LinearI3, split_i3
 
 REDUCTIONS = ("mean_field",)
-
-
-@dataclass(frozen=True)
-class LinearI3:
-    """I3 of one unit class split by Stein's lemma: I3 = C12 · curvature + C23 · slope, both
-    functions of (C11, C13, C33) only. `curvature`/`slope` are sympy expressions in those
-    symbols, or None when they are the parts of a Stein-reduced integral (`integral.parts`)."""
-
-    integral: Integral
-    curvature: sp.Expr | None
-    slope: sp.Expr | None
-
-    @property
-    def cls(self) -> str:
-        return self.integral.classes[0]
 
 
 @dataclass(frozen=True)
@@ -74,28 +58,6 @@ class MeanFieldEquations:
 
     def i3_of(self, cls: str) -> LinearI3:
         return next(x for x in self.i3 if x.cls == cls)
-
-
-def split_i3(it: Integral) -> LinearI3 | None:
-    """The (∂I3/∂C12, ∂I3/∂C23) split of an I3, checked exact; None when it has no exact form.
-
-    A closed form must be linear in C12 and C23 jointly (no constant, no C12·C23 term) and free
-    of C22: that is Stein's lemma, and it is verified symbolically here, not assumed.
-    """
-    if it.parts is not None:
-        return LinearI3(it, None, None) if it.exact else None
-    if it.expr is None:
-        return None
-    sym = {str(a): a for a in it.args}
-    c12, c22, c23 = sym["C12"], sym["C22"], sym["C23"]
-    e = sp.expand(it.expr)
-    curvature, slope = sp.diff(e, c12), sp.diff(e, c23)
-    rest = sp.simplify(e - c12 * curvature - c23 * slope)
-    ok = (rest == 0 and c22 not in it.expr.free_symbols
-          and not ({c12, c23} & (curvature.free_symbols | slope.free_symbols)))
-    if not ok:
-        return None
-    return LinearI3(it, sp.simplify(sp.diff(it.expr, c12)), sp.simplify(sp.diff(it.expr, c23)))
 
 
 def check_reducible(spec: CommitteeSpec, eq: CommitteeEquations) -> None:
