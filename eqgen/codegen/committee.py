@@ -84,7 +84,7 @@ def stein_split_functions(lin: LinearI3) -> list[str]:
         for part, expr, what in (("curvature", lin.curvature, "E[σ''(h1) φ(h3)] = ∂I3/∂C12"),
                                  ("slope", lin.slope, "E[σ'(h1) φ'(h3)] = ∂I3/∂C23")):
             doc = (f"{what} of {it.name} (Stein's lemma), a function of (C11, C13, C33);\n"
-                   f"derived by sympy from the closed form ({it.method}).\n\n"
+                   f"derived by sympy from {it.name}; {it.method}.\n\n"
                    + sp.latex(expr).replace("\n", " "))
             out.append(_function(f"{it.name}_{part}", args, doc, _expr_body(expr)))
         return out
