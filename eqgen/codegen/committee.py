@@ -8,6 +8,7 @@ pairs j ≤ l and c ≤ e (it is symmetric in both), which divides its cost by a
 
 from __future__ import annotations
 
+import functools
 import textwrap
 
 import numpy as np
@@ -184,8 +185,10 @@ def _units(cls: str) -> str:
     return "units" if cls == "units" else f"{cls} units"
 
 
+@functools.cache
 def _split(it: Integral) -> LinearI3 | None:
-    """The Stein split of an I3 (None if its closed form is not verifiably linear)."""
+    """The Stein split of an I3 (None if its closed form is not verifiably linear); cached,
+    since the module's functions and its vector field both ask, and sympy's check is slow."""
     return split_i3(it, numerical_parts=True)
 
 
