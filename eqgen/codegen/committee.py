@@ -560,8 +560,11 @@ def module_source(eq: CommitteeEquations, *, header: str, defaults: dict[str, fl
         'OBSERVABLES = ("risk", "excess_risk")',
         f'REGIME = "{eq.regime.name}"',
         f"SQUARE_LOSS = {eq.square_loss}",
-        "SMALL_PRODUCT = 512  # products with at most this many terms are written out (_matmul)",
     ]
+    split = eq.square_loss and any(_split(it) for it in eq.integrals_of("I3"))
+    if split:
+        consts.append("SMALL_PRODUCT = 512  # products with at most this many terms are written "
+                      "out (_matmul)")
     imports += ["", 'jax.config.update("jax_enable_x64", True)  # float64 throughout']
     parts = [f'r"""{header}\n"""', "\n".join(imports), "\n".join(consts)]
     parts += _activation_functions(eq)
@@ -571,14 +574,15 @@ def module_source(eq: CommitteeEquations, *, header: str, defaults: dict[str, fl
     parts.append(_function("_product", ["n", "m"], "All index pairs of an n × m block (static).",
                            ["i, j = np.indices((n, m)).reshape(2, -1)",
                             "return jnp.asarray(i), jnp.asarray(j)"]))
-    parts.append(_function(
-        "_matmul", ["x", "y"],
-        "x @ y. For the small matrices of a narrow committee, a broadcast product summed over\n"
-        "the shared index: XLA fuses it with its neighbours, while a matrix-product call has a\n"
-        "fixed cost that dominates tiny products (above all in a vmapped sweep).",
-        ["if x.shape[0] * x.shape[1] * y.shape[1] <= SMALL_PRODUCT:",
-         "    return jnp.sum(x[:, :, None] * y[None, :, :], axis=1)",
-         "return x @ y"]))
+    if split:  # only the I3 split's sum uses it
+        parts.append(_function(
+            "_matmul", ["x", "y"],
+            "x @ y. For the small matrices of a narrow committee, a broadcast product summed\n"
+            "over the shared index: XLA fuses it with its neighbours, while a matrix-product call\n"
+            "has a fixed cost that dominates tiny products (above all in a vmapped sweep).",
+            ["if x.shape[0] * x.shape[1] * y.shape[1] <= SMALL_PRODUCT:",
+             "    return jnp.sum(x[:, :, None] * y[None, :, :], axis=1)",
+             "return x @ y"]))
     if eq.square_loss:
         for it in eq.integrals:
             parts.append(_integral_function(eq, it))
