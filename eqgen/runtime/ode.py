@@ -1,4 +1,5 @@
-"""The ODE driver: diffrax with an adaptive step (PID controller), float64, exact save times.
+"""The ODE driver: an adaptive step (PID controller), float64, exact save times; Tsit5 in
+eqgen's own loop (eqgen.runtime.rk), every other solver through diffrax.
 
 Solvers compiled here are cached per generated module, solver and array shapes, so solving the
 same model again in a process (a sweep, a notebook) costs only the integration itself.
@@ -18,26 +19,23 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
-import diffrax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax.flatten_util import ravel_pytree  # noqa: E402
 
 from eqgen.errors import NumericalError, UsageError  # noqa: E402
+from eqgen.runtime import rk  # noqa: E402
 
-SOLVERS = {
-    "tsit5": diffrax.Tsit5,
-    "dopri5": diffrax.Dopri5,
-    "dopri8": diffrax.Dopri8,
-    "kvaerno5": diffrax.Kvaerno5,  # stiff (implicit)
-}
-# Tsit5 is the default: on the committee models it was the fastest of the explicit solvers
-# even at rtol = 1e-10 (docs/performance.md); Dopri8 is more accurate per tolerance.
+# Tsit5, the default, runs in eqgen's own loop (eqgen.runtime.rk: same tableau, controller and
+# save times as diffrax's Tsit5, a fraction of its tracing and compile time); the others, and
+# `diffrax-tsit5` (the same method through diffrax, kept as a reference), run through diffrax,
+# imported only then. Tsit5 was the fastest of the explicit solvers on the committee models even
+# at rtol = 1e-10 (docs/performance.md); Dopri8 is more accurate per tolerance.
+SOLVERS = ("tsit5", "dopri5", "dopri8", "kvaerno5", "diffrax-tsit5")
+_DIFFRAX_CLASSES = {"dopri5": "Dopri5", "dopri8": "Dopri8", "kvaerno5": "Kvaerno5",
+                    "diffrax-tsit5": "Tsit5"}
 DEFAULT_MAX_STEPS = 1_000_000
 BLOW_UP = 1e12  # an overlap this large means the dynamics diverged
-# Forward solves only: a plain while loop traces and compiles faster than the default
-# recursive-checkpointing adjoint, which exists for reverse-mode differentiation.
-ADJOINT = diffrax.ForwardMode() if hasattr(diffrax, "ForwardMode") else diffrax.DirectAdjoint()
 
 
 def choose_solver(name: str, rtol: float) -> str:
@@ -60,24 +58,53 @@ class RawSolution:
     solver: str
 
 
-@functools.cache
-def _compiled(vector_field: Callable, observables: Callable, solver: str, max_steps: int,
-              evolving: tuple[str, ...]) -> Callable:
-    # The solver sees one flat float64 vector (fewer, larger operations per Runge–Kutta stage
-    # than a dict of matrices); the generated field sees named matrices.
+def _flat_field(vector_field: Callable, evolving: tuple[str, ...]) -> Callable:
+    """The generated field on one flat float64 vector (fewer, larger operations per
+    Runge–Kutta stage than a dict of matrices); the generated field sees named matrices."""
     def rhs(t, y, args):  # noqa: ANN001, ANN202
         params, consts, unravel = args
         d = vector_field(t, {**unravel(y), **consts}, params)
         return ravel_pytree({name: d[name] for name in evolving})[0]
 
-    def diverged(t, y, args, **kwargs):  # noqa: ANN001, ANN003, ANN202
-        # stop at once on non-finite or exploding overlaps instead of shrinking the step
-        return jnp.logical_or(jnp.any(~jnp.isfinite(y)), jnp.max(jnp.abs(y)) > BLOW_UP)
+    return rhs
+
+
+def _diverged(t, y, args, **kwargs):  # noqa: ANN001, ANN003, ANN202
+    """Stop at once on non-finite or exploding overlaps instead of shrinking the step (NaN
+    compares false, so one reduction also catches non-finite entries)."""
+    return ~(jnp.max(jnp.abs(y)) <= BLOW_UP)
+
+
+@functools.cache
+def _compiled(vector_field: Callable, observables: Callable, solver: str, max_steps: int,
+              evolving: tuple[str, ...]) -> Callable:
+    rhs, diverged = _flat_field(vector_field, evolving), _diverged
+
+    if solver == "tsit5":
+        @jax.jit
+        def run(y0, consts, params, ts, rtol, atol):  # noqa: ANN001, ANN202
+            flat, unravel = ravel_pytree(y0)
+            args = (params, consts, unravel)
+            flat_ys, result, steps = rk.integrate(
+                lambda t, y: rhs(t, y, args), flat, ts, rtol, atol, max_steps,
+                lambda y: diverged(None, y, None))
+            return _with_observables(jax.vmap(unravel)(flat_ys), consts, params, ts,
+                                     observables, result, steps)
+
+        return run
+
+    import diffrax  # the general engine: other solvers, and the reference Tsit5
 
     term = diffrax.ODETerm(rhs)
-    solver_obj = SOLVERS[solver]()
+    solver_obj = getattr(diffrax, _DIFFRAX_CLASSES[solver])()
     if solver == "kvaerno5":
         import optimistix  # noqa: F401  (root finder used by implicit solvers)
+    # Forward solves only: a plain while loop traces and compiles faster than the default
+    # recursive-checkpointing adjoint, which exists for reverse-mode differentiation.
+    adjoint = diffrax.ForwardMode() if hasattr(diffrax, "ForwardMode") else diffrax.DirectAdjoint()
+    codes = {int(diffrax.RESULTS.successful._value): rk.SUCCESS,
+             int(diffrax.RESULTS.max_steps_reached._value): rk.MAX_STEPS,
+             int(diffrax.RESULTS.event_occurred._value): rk.DIVERGED}
 
     @jax.jit
     def run(y0, consts, params, ts, rtol, atol):  # noqa: ANN001, ANN202
@@ -87,14 +114,23 @@ def _compiled(vector_field: Callable, observables: Callable, solver: str, max_st
             term, solver_obj, t0=ts[0], t1=ts[-1], dt0=None, y0=flat,
             args=(params, consts, unravel), saveat=diffrax.SaveAt(ts=ts),
             stepsize_controller=controller, max_steps=max_steps, throw=False,
-            event=diffrax.Event(diverged), adjoint=ADJOINT)
-        ys = jax.vmap(unravel)(sol.ys)
-        full = {**ys, **{k: jnp.broadcast_to(v, (ts.shape[0], *v.shape))
-                         for k, v in consts.items()}}
-        obs = jax.vmap(lambda y: observables(y, params))(full)
-        return ys, obs, sol.result._value, sol.stats["num_steps"]
+            event=diffrax.Event(diverged), adjoint=adjoint)
+        value = sol.result._value
+        result = rk.STEP_TOO_SMALL
+        for theirs, ours in codes.items():
+            result = jnp.where(value == theirs, ours, result)
+        return _with_observables(jax.vmap(unravel)(sol.ys), consts, params, ts, observables,
+                                 result, sol.stats["num_steps"])
 
     return run
+
+
+def _with_observables(ys: dict, consts: dict, params: dict, ts: jax.Array,
+                      observables: Callable, result: jax.Array, steps: jax.Array) -> tuple:
+    """The solver's outputs: states at the save times, observables on them, outcome, steps."""
+    full = {**ys, **{k: jnp.broadcast_to(v, (ts.shape[0], *v.shape)) for k, v in consts.items()}}
+    obs = jax.vmap(lambda y: observables(y, params))(full)
+    return ys, obs, result, steps
 
 
 _EXPORTED: dict[str, Callable] = {}
@@ -112,12 +148,24 @@ def _exported_dir() -> Path | None:
     return Path(value) / "exported"
 
 
+@functools.cache
+def _driver_fingerprint() -> str:
+    """The solver code a serialised solver was traced from: diffrax's version and this driver's
+    own source, so that a changed integrator is never replaced by a stale artefact."""
+    from importlib.metadata import version
+
+    own = hashlib.sha256()
+    for path in (Path(__file__), Path(rk.__file__)):
+        own.update(path.read_bytes())
+    return f"{version('diffrax')}|{own.hexdigest()[:16]}"
+
+
 def _exported(run: Callable, args: tuple, folder: Path, key: str) -> Callable:
     """The solver as a serialised `jax.export` artefact, so that a later process skips tracing
     diffrax in Python (about 1.5 s); its compilation then comes from JAX's persistent cache.
     Any failure falls back to the traced solver."""
     shapes = jax.tree_util.tree_map(lambda a: (a.shape, str(a.dtype)), args)
-    digest = hashlib.sha256(f"{key}|{shapes}|{jax.__version__}|{diffrax.__version__}".encode())
+    digest = hashlib.sha256(f"{key}|{shapes}|{jax.__version__}|{_driver_fingerprint()}".encode())
     name = digest.hexdigest()
     if name in _EXPORTED:
         return _EXPORTED[name]
@@ -180,9 +228,6 @@ def solve(vector_field: Callable, observables: Callable, y0: Mapping[str, np.nda
     return raw
 
 
-EVENT = int(diffrax.RESULTS.event_occurred._value)
-
-
 def _check(raw: RawSolution, result: int, max_steps: int) -> None:
     finite = np.ones(len(raw.t), dtype=bool)
     for v in (*raw.states.values(), *raw.observables.values()):
@@ -194,11 +239,11 @@ def _check(raw: RawSolution, result: int, max_steps: int) -> None:
     t_fail = float(raw.t[last + 1]) if last + 1 < len(raw.t) else float(raw.t[-1])
     t_ok = float(raw.t[last]) if last >= 0 else None
     partial = _truncate(raw, last + 1)
-    if result in (0, EVENT) and bad.size:
+    if result in (rk.SUCCESS, rk.DIVERGED) and bad.size:
         msg = (f"the overlaps diverged (an entry exceeded {BLOW_UP:.0e} or became NaN or "
                "infinite)")
         hint = "lower the learning rate (the SGD noise term grows with γ c_p), or check the regime"
-    elif result == 1 or raw.num_steps >= max_steps:
+    elif result == rk.MAX_STEPS or raw.num_steps >= max_steps:
         msg = f"the solver took the maximum number of steps ({max_steps})"
         hint = "loosen --rtol/--atol, shorten --t-max, or try --solver kvaerno5 if stiff"
     else:
@@ -240,13 +285,29 @@ class BatchSolution:
 @functools.cache
 def _compiled_batch(vector_field: Callable, observables: Callable, solver: str, max_steps: int,
                     evolving: tuple[str, ...]) -> Callable:
-    """The single-point solver of `_compiled`, vectorised with `jax.vmap` over the initial
-    state, the constant states and the parameters (times and tolerances are shared).
+    """The single-point solver of `_compiled` for a batch: the initial states, constant states
+    and parameters have a leading batch axis (times and tolerances are shared).
 
-    Under vmap diffrax's adaptive loop runs until the slowest element is done; finished
-    elements are carried along unchanged, so every element keeps its own steps and result."""
-    run = _compiled(vector_field, observables, solver, max_steps, evolving)
-    return jax.jit(jax.vmap(run, in_axes=(0, 0, 0, None, None, None)))
+    Tsit5 runs `rk.integrate_batch` (one loop, each element keeps its own steps and result;
+    finished elements are carried unchanged); diffrax's solvers run under `jax.vmap`, whose
+    adaptive loop likewise runs until the slowest element is done."""
+    if solver != "tsit5":
+        run = _compiled(vector_field, observables, solver, max_steps, evolving)
+        return jax.jit(jax.vmap(run, in_axes=(0, 0, 0, None, None, None)))
+    rhs = _flat_field(vector_field, evolving)
+
+    @jax.jit
+    def run_batch(y0, consts, params, ts, rtol, atol):  # noqa: ANN001, ANN202
+        flat = jax.vmap(lambda y: ravel_pytree(y)[0])(y0)
+        unravel = ravel_pytree(jax.tree_util.tree_map(lambda v: v[0], y0))[1]
+        flat_ys, result, steps = rk.integrate_batch(
+            lambda t, y, arg: rhs(t, y, (arg[0], arg[1], unravel)), flat, (params, consts),
+            ts, rtol, atol, max_steps, lambda y: _diverged(None, y, None))
+        return jax.vmap(lambda ys, c, p, r, n: _with_observables(
+            jax.vmap(unravel)(ys), c, p, ts, observables, r, n))(flat_ys, consts, params,
+                                                                  result, steps)
+
+    return run_batch
 
 
 def batch_workers(n: int) -> int:

@@ -40,7 +40,13 @@ def _fit(degree: int = 12) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(float(c) for c in coeffs[0::2]), tuple(float(c) for c in coeffs[1::2])
 
 
-_EVEN, _ODD = _fit()
+# The coefficients `_fit()` returns, written out so that importing this module (on every solve)
+# does not repeat the 0.1 s of exact-rational series sums; tests/test_special.py checks that they
+# are still what `_fit()` gives.
+_EVEN = (1.0000000000000007, 0.07500000002683747, 0.030382005124262913, 0.017372168317289688,
+         0.012826194106469591, 0.026103012563732285, 0.03804397379182001)
+_ODD = (0.16666666666646127, 0.044642855444743376, 0.022370817877346492, 0.013774959066772686,
+        0.00392505169681265, -0.025805974048212707)
 
 
 def _horner(coeffs: tuple[float, ...], v: jnp.ndarray) -> jnp.ndarray:
