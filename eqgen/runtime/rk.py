@@ -92,10 +92,16 @@ def _saved_rows(y0: jax.Array, n_ts: int) -> jax.Array:
     return jnp.full((n_ts, y0.shape[-1]), jnp.inf, dtype=y0.dtype).at[0].set(y0)
 
 
+def _first_stage(zero_pass: jax.Array) -> jax.Array:
+    return jnp.where(zero_pass, _LAST, 1).astype(jnp.int32)
+
+
 def _step(f: Field, state: _State, ts: jax.Array, rtol: jax.Array, atol: jax.Array,
-          max_steps: int, diverged: Check) -> tuple[_State, jax.Array, jax.Array]:
+          max_steps: int, diverged: Check, first_stage: jax.Array) -> tuple[_State, jax.Array,
+                                                                             jax.Array]:
     """One attempted step: the new state, the save row it fills and whether it fills it (the
-    row's value is the new `y`)."""
+    row's value is the new `y`). `first_stage` is 1, or 6 for the zero pass, which needs only
+    the last stage (at y0, the step being zero)."""
     a, c, b, e = (jnp.asarray(v) for v in (_A, _C, _B, _E))
     n_ts = ts.shape[0]
     t, y, k_first, dt, lands, n_pass, i_next, steps, _ = state
@@ -104,7 +110,7 @@ def _step(f: Field, state: _State, ts: jax.Array, rtol: jax.Array, atol: jax.Arr
     def stage(i: jax.Array, ks: jax.Array) -> jax.Array:
         return ks.at[i].set(f(t + c[i] * dt, y + dt * (a[i] @ ks)))
 
-    ks = lax.fori_loop(1, 7, stage, ks)
+    ks = lax.fori_loop(first_stage, 7, stage, ks)
     y_new = y + dt * (b @ ks)
     zero_pass, first_step = n_pass == 0, n_pass == 1
 
@@ -163,14 +169,15 @@ def integrate(f: Field, y0: jax.Array, ts: jax.Array, rtol: jax.Array, atol: jax
     The field appears once in the compiled program (its compile time is paid once, not once
     per stage): a `lax.while_loop` over steps whose stages 1–6 are an inner `lax.fori_loop`.
     The start needs no other call site: a first pass with a zero step evaluates f(t0, y0) (its
-    six stages all sit at y0), and the first real step, of Hairer's conservative size
+    last stage alone, which sits at y0), and the first real step, of Hairer's conservative size
     h0 = 0.01 ‖y0‖/‖f(y0)‖, also supplies the estimate of y'' from which the second step is
     sized (Hairer, Nørsett & Wanner, Solving ODEs I, §II.4).
     """
 
     def body(carry: tuple[_State, jax.Array]) -> tuple[_State, jax.Array]:
         state, out = carry
-        state, row, saved = _step(f, state, ts, rtol, atol, max_steps, diverged)
+        state, row, saved = _step(f, state, ts, rtol, atol, max_steps, diverged,
+                                  _first_stage(state.n_pass == 0))
         return state, out.at[row].set(jnp.where(saved, state.y, out[row]))
 
     final, out = lax.while_loop(lambda carry: carry[0].status < 0, body,
@@ -193,13 +200,15 @@ def integrate_batch(f: Callable[[jax.Array, jax.Array, Any], jax.Array], y0: jax
     row per element."""
     n_b = y0.shape[0]
     index = jnp.arange(n_b)
-    step = jax.vmap(lambda state, arg: _step(lambda t, y: f(t, y, arg), state, ts, rtol, atol,
-                                             max_steps, diverged))
+    step = jax.vmap(lambda state, arg, first: _step(lambda t, y: f(t, y, arg), state, ts, rtol,
+                                                    atol, max_steps, diverged, first),
+                    in_axes=(0, 0, None))
 
     def body(carry: tuple[_State, jax.Array]) -> tuple[_State, jax.Array]:
         state, out = carry
         running = state.status < 0
-        new, row, saved = step(state, args)
+        # every point leaves the zero pass at the first iteration: one stage range for all
+        new, row, saved = step(state, args, _first_stage(jnp.all(state.n_pass == 0)))
         state = jax.tree_util.tree_map(
             lambda n, o: jnp.where(running.reshape((n_b,) + (1,) * (n.ndim - 1)), n, o),
             new, state)
