@@ -350,32 +350,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 4
 
 
-# XLA's CPU compiler: the legacy elemental emitters compile the generated programs 30–40 % faster
-# than the newer fusion emitters (0.53 s against 0.75–0.89 s for the p = 10 committee solver) at
-# the same run time (docs/performance.md). A command is usually compiled once and run once, so
-# the command line uses them; the Python API leaves XLA's defaults alone. Only for the jaxlib
-# series it was measured on (XLA stops at an unknown flag), and never over a user's own choice.
-FAST_COMPILE_FLAG = "--xla_cpu_use_fusion_emitters=false"
-FAST_COMPILE_JAXLIB = "0.10."
-
-
-def _prefer_fast_compilation() -> None:
-    flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_cpu_use_fusion_emitters" in flags or os.environ.get("EQGEN_XLA_DEFAULTS"):
-        return
-    try:
-        from importlib.metadata import version
-
-        if not version("jaxlib").startswith(FAST_COMPILE_JAXLIB):
-            return
-    except Exception:  # noqa: BLE001 - an optimisation only
-        return
-    os.environ["XLA_FLAGS"] = f"{flags} {FAST_COMPILE_FLAG}".strip()
-
-
 def entry() -> None:
-    """The `eqgen` process: XLA options for one-shot compilation, then the command line."""
-    _prefer_fast_compilation()
     sys.exit(main())
 
 

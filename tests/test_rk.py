@@ -148,3 +148,42 @@ def test_vmapped_elements_keep_their_own_steps() -> None:
 def test_solver_names() -> None:
     assert ode.choose_solver("auto", 1e-8) == "tsit5"
     assert "diffrax-tsit5" in ode.SOLVERS
+
+
+def test_solver_compiler_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The solver programs use XLA's legacy CPU emitters (faster to compile) only with the
+    JAX series they were measured on, and never with EQGEN_XLA_DEFAULTS."""
+    monkeypatch.delenv("EQGEN_XLA_DEFAULTS", raising=False)
+    expected = ({"xla_cpu_use_fusion_emitters": False}
+                if jax.__version__.startswith(ode.FAST_COMPILE_JAX) else {})
+    assert ode._compiler_options() == expected
+    monkeypatch.setenv("EQGEN_XLA_DEFAULTS", "1")
+    assert ode._compiler_options() == {}
+
+
+def test_integrate_batch_matches_separate_solves_and_keeps_failures_apart() -> None:
+    """`integrate_batch` (the sweep's loop): each element as its own `integrate`, and an
+    element that blows up stops alone (DIVERGED, inf rows after) while the others finish."""
+    ts = jnp.linspace(0.0, 5.0, 11)
+    rates = jnp.asarray([-0.5, -3.0, 40.0])  # the last one grows past 10¹² before t = 1
+
+    def field(t: jax.Array, y: jax.Array, rate: jax.Array) -> jax.Array:
+        return rate * y
+
+    def blown(y: jax.Array) -> jax.Array:
+        return ~(jnp.max(jnp.abs(y)) <= 1e12)
+
+    out_b, status_b, steps_b = jax.jit(lambda y0, r: rk.integrate_batch(
+        field, y0, r, ts, 1e-10, 1e-12, 100_000, blown))(jnp.ones((3, 2)), rates)
+    for i, rate in enumerate(rates):
+        out, status, steps = jax.jit(lambda y0, r: rk.integrate(
+            lambda t, y: field(t, y, r), y0, ts, 1e-10, 1e-12, 100_000, blown))(
+            jnp.ones(2), rate)
+        np.testing.assert_allclose(np.asarray(out_b[i]), np.asarray(out), rtol=1e-9,
+                                   atol=1e-14)
+        assert int(status_b[i]) == int(status)
+        assert abs(int(steps_b[i]) - int(steps)) <= 1
+    assert [int(s) for s in status_b] == [rk.SUCCESS, rk.SUCCESS, rk.DIVERGED]
+    np.testing.assert_allclose(np.asarray(out_b[0, :, 0]), np.exp(-0.5 * np.asarray(ts)),
+                               rtol=1e-8)
+    assert np.isinf(np.asarray(out_b[2, -1])).all()
