@@ -59,10 +59,6 @@ FACTOR_MAX = 10.0
 _LAST = 6  # the stage evaluated at the new solution (first same as last)
 
 
-def _rms(x: jax.Array) -> jax.Array:
-    return jnp.sqrt(jnp.mean(x * x))
-
-
 Field = Callable[[jax.Array, jax.Array], jax.Array]
 Check = Callable[[jax.Array], jax.Array]
 
@@ -117,13 +113,14 @@ def _step(f: Field, state: _State, ts: jax.Array, rtol: jax.Array, atol: jax.Arr
     # Norms, in one reduction: the sizes of y and y' (for h0, after the zero pass), y''
     # from the first step's first stage, and the step's scaled local error.
     scale = atol + jnp.abs(y) * rtol
+    f0 = jnp.where(zero_pass, ks[_LAST], k_first)  # f(t0, y0): just computed, or kept
     d0, d1, d2, err = jnp.sqrt(jnp.mean(jnp.stack(
-        [y / scale, ks[_LAST] / scale, (ks[1] - ks[0]) / scale,
+        [y / scale, f0 / scale, (ks[1] - ks[0]) / scale,
          dt * (e @ ks) / (atol + jnp.maximum(jnp.abs(y), jnp.abs(y_new)) * rtol)]) ** 2,
         axis=1))
     small = (d0 < 1e-5) | (d1 < 1e-5)
     h0 = jnp.where(small, 1e-6, 0.01 * d0 / jnp.where(small, 1.0, d1))
-    d = jnp.maximum(_rms(k_first / scale), d2 / jnp.where(first_step, c[1] * dt, 1.0))
+    d = jnp.maximum(d1, d2 / jnp.where(first_step, c[1] * dt, 1.0))
     h1 = jnp.minimum(100 * dt, jnp.where(d <= 1e-15, jnp.maximum(1e-6, dt * 1e-3),
                                          (0.01 / d) ** (1 / ORDER)))
 
