@@ -73,6 +73,21 @@ def test_tableau_satisfies_the_order_conditions_it_relies_on() -> None:
     np.testing.assert_array_equal(a[6, :6], b[:6])  # the last stage is the new solution
 
 
+def test_tableau_is_diffrax_tsit5s() -> None:
+    """The coefficients written out in rk.py are those diffrax's Tsit5 uses (an independent
+    transcription of Tsitouras' table)."""
+    import diffrax
+
+    tab = diffrax.Tsit5.tableau
+    a = np.zeros((7, 7))
+    for i, row in enumerate(tab.a_lower):
+        a[i + 1, :len(row)] = row
+    np.testing.assert_allclose(rk._A, a, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(rk._C[1:], tab.c, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(rk._B, tab.b_sol, rtol=0, atol=1e-15)
+    np.testing.assert_allclose(rk._E, tab.b_error, rtol=0, atol=1e-15)
+
+
 def test_same_solution_and_steps_as_diffrax_tsit5_on_a_committee_model() -> None:
     from eqgen.model import load
 

@@ -9,9 +9,10 @@ field once (the stages share one call site) and nothing else a forward solve doe
 it traces and compiles in a fraction of that. It makes the same choices as the diffrax solve it
 replaces: the Tsit5 tableau, the error estimate, the RMS norm, the step-size controller
 (safety 0.9, factors 0.2–10, exponent 1/5), steps clipped to land exactly on every save time, and
-Hairer's initial step. diffrax remains the engine for every other solver (`--solver dopri5`,
-`dopri8`, `kvaerno5`); `tests/test_rk.py` checks this loop against diffrax's Tsit5 and against
-closed-form solutions.
+Hairer's initial-step rule (its estimate of y'' taken from the first step's first stage).
+diffrax remains the engine for every other solver (`--solver dopri5`, `dopri8`, `kvaerno5`, and
+`diffrax-tsit5` for this same method); `tests/test_rk.py` checks this loop against diffrax's
+Tsit5 (its tableau and its solutions) and against closed-form solutions.
 """
 
 from __future__ import annotations
