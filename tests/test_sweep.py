@@ -87,6 +87,47 @@ def test_width_sweep_is_split_into_shape_groups(tmp_path):
     assert rows[0]["Q[2,2]"] == "" and rows[-1]["Q[2,2]"] != ""  # union of the columns
 
 
+def test_plain_axes_are_those_that_change_only_their_own_value(erf_model):
+    """γ and Δ enter only the vector field; q0 enters the initial state; a parameter used by
+    another parameter, or range-checked together with another swept one, is not plain."""
+    from eqgen.sweep.grid import axes_from
+    from eqgen.sweep.run import plain_axes
+
+    axes = axes_from({"gamma": [0.5, 1.0], "Delta": [0.0, 0.1], "q0": [0.2, 0.5]})
+    assert plain_axes(erf_model, axes) == {"gamma", "Delta"}
+    spec = ERF_Q0.replace("gamma = 1.0,", "gamma = 1.0, base = 1.0, g2 = 2 * base,").replace(
+        "learning_rate = gamma", "learning_rate = g2 - Delta")
+    model = eqgen.load(write_spec(erf_model.path.parent, spec, "erf_joint"))
+    axes = axes_from({"gamma": [0.5, 1.0], "Delta": [0.0, 0.1], "base": [1.0, 2.0]})
+    # γ is now unused; base enters g2 (another parameter); Δ is range-checked with g2 = 2 base
+    assert plain_axes(model, axes) == {"gamma"}
+    axes = axes_from({"gamma": [0.5, 1.0], "Delta": [0.0, 0.1]})
+    assert plain_axes(model, axes) == {"gamma", "Delta"}
+
+
+def test_a_point_out_of_range_only_in_combination_is_refused(tmp_path):
+    """learning_rate = g − Δ is positive at every value of each axis alone but not at
+    (g, Δ) = (0.5, 1): the sweep must resolve that combination and name it."""
+    spec = ERF_Q0.replace("gamma = 1.0,", "gamma = 1.0, g = 1.0,").replace(
+        "learning_rate = gamma", "learning_rate = g - Delta")
+    model = eqgen.load(write_spec(tmp_path, spec, "erf_joint"))
+    with pytest.raises(UsageError, match=r"g = 0\.5, Delta = 1.*learning rate must be positive"):
+        model.sweep({"g": [2.0, 0.5], "Delta": [0.0, 1.0]}, t_max=1)
+
+
+def test_a_dependency_missed_by_the_static_test_is_still_resolved(erf_model, erf_sweep,
+                                                                  monkeypatch):
+    """Planted error: the static test is told that nothing enters the state, so q0 looks
+    plain. Each value is still resolved once, the changed initial state is seen, and the
+    points are resolved in full: the sweep equals the one resolved honestly."""
+    monkeypatch.setattr(type(erf_model.spec), "state_names", lambda self: frozenset())
+    res = erf_model.sweep({"gamma": [0.5, 2.0], "q0": [0.2, 0.5, 1.5]},
+                          params={"Delta": 0.05}, save_at=SAVE)
+    for i, point in enumerate(res.points):
+        np.testing.assert_allclose(res.states[i]["Q"][0], point["q0"] * np.eye(2))
+    np.testing.assert_array_equal(res["risk"], erf_sweep["risk"])
+
+
 # -- failures are per point ------------------------------------------------------------------
 
 def test_a_diverging_point_is_flagged_while_the_others_succeed(linear_sweep):

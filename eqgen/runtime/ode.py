@@ -409,8 +409,15 @@ def solve_batch(vector_field: Callable, observables: Callable,
     observables_np = {k: np.array(obs[k]) for k in observable_order}
     results = np.asarray(result).reshape(-1)
     num_steps = np.asarray(steps).reshape(-1).astype(int)
+    n = results.shape[0]
+    finite = np.ones(n, dtype=bool)  # one pass over the batch; only bad points are examined
+    for arr in (*states.values(), *observables_np.values()):
+        finite &= np.isfinite(arr.reshape(n, -1)).all(axis=1)
     failure: list[NumericalError | None] = []
-    for i in range(results.shape[0]):
+    for i in range(n):
+        if finite[i] and results[i] == rk.SUCCESS and num_steps[i] < max_steps:
+            failure.append(None)
+            continue
         raw = RawSolution(np.asarray(ts), {k: v[i] for k, v in states.items()},
                           {k: v[i] for k, v in observables_np.items()}, int(num_steps[i]), name)
         try:

@@ -120,6 +120,38 @@ class CommitteeSpec(SpecMethods):
 
     family = "committee"
 
+    def state_names(self) -> frozenset[str]:
+        """The parameters that can change more than the vector field's arguments: those used
+        by another parameter, a width, the initial state or its random draw, or t_max.
+        Changing any other parameter changes only its own value (a sweep resolves such an
+        axis once, not once per grid point)."""
+        exprs: list[ast.Expr | None] = [p.value for p in self.params]
+        exprs += [self.student.width, self.teacher.width, self.student.second_layer,
+                  self.t_max, *self.init.values()]
+        if self.random_init is not None:
+            ri = self.random_init
+            exprs += [ri.d, ri.seed, ri.scale]
+        return frozenset(n.id for e in exprs if e is not None for n in ast.names_in(e))
+
+    def checked_names(self) -> list[frozenset[str]]:
+        """For each range-checked expression (readouts, learning rate, batch, label noise,
+        second-layer rate) the parameters it uses, directly or through derived parameters: a
+        value out of range can depend on several of them at once."""
+        exprs = [self.student.readout, self.teacher.readout, self.learning_rate, self.batch,
+                 self.teacher.noise, self.student.rate]
+        uses = {p.name: {n.id for n in ast.names_in(p.value)} for p in self.params}
+
+        def closure(names: set[str]) -> frozenset[str]:  # through derived parameters
+            todo, seen = list(names), set(names)
+            while todo:
+                for n in uses.get(todo.pop(), ()):
+                    if n not in seen:
+                        seen.add(n)
+                        todo.append(n)
+            return frozenset(seen)
+
+        return [closure({n.id for n in ast.names_in(e)}) for e in exprs if e is not None]
+
 
 @dataclass(frozen=True)
 class Resolved:
