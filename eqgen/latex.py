@@ -15,6 +15,7 @@ Three outputs share one source of truth (the derived equations of `eqgen.theorie
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 import sympy as sp
@@ -216,6 +217,7 @@ def equations_latex(eq: Any) -> str:
         rows = [r"\frac{dm}{dt} &= -\lambda m - \alpha\, \mathbb{E}[\bar s(t)\, \ell'(t)\, a]",
                 r"\frac{dr}{dt} &= -\big[\lambda + \hat\nu(t)\big] r - \Delta\, \bar s(t)\, "
                 r"\ell'(y, h(t)) + \int_0^t M_R(t,t')\, r(t')\, dt' + \Xi(t)"]
+        rows = [rename_math(r, dmft_renames(eq)) for r in rows]
     return "\n".join(f"$$\\begin{{aligned}}\n{r}\n\\end{{aligned}}$$" for r in rows)
 
 
@@ -317,26 +319,119 @@ def committee_document(eq: Any) -> str:
 
 
 # -- DMFT models (THEORY §2) --------------------------------------------------------------------
-def _dmft_roles(eq: Any) -> list[tuple[str, str]]:
-    """(symbol of the equations, its value in the spec's own LaTeX names), for every role
-    whose value is not simply that symbol."""
+# The symbols of the DMFT equations, by role (THEORY §2): each stands for the spec expression
+# given for that role (`_dmft_role_values`).
+DMFT_ROLES = (("alpha", r"\alpha"), ("Delta", r"\Delta"), ("rho", r"\rho"),
+              ("lambda", r"\lambda"), ("eta", r"\eta"), ("b", "b"), ("tau", r"\tau"),
+              ("kappa", r"\kappa"))
+
+
+def _dmft_role_values(eq: Any) -> dict[str, Any]:
+    """Role → the spec expression that fills it (None where the spec gives none: the plain-SGD
+    persistence τ = η/b, the three-cluster ρ of two clusters, the variance Δ = 1 of a GLM)."""
     spec = eq.spec
-    names = _names(spec, eq.params)
+    return {"alpha": spec.alpha, "Delta": spec.variance if eq.data != "glm" else None,
+            "rho": spec.rho, "lambda": spec.ridge, "eta": spec.step, "b": spec.batch_fraction,
+            "tau": spec.persistence, "kappa": spec.normalisation}
 
-    def val(e: Any) -> str:
-        return tex(convert.to_sympy(e, eq.params), names)
 
-    roles = [(r"\alpha", val(spec.alpha))]
-    if eq.data != "glm":
-        roles.append((r"\Delta", val(spec.variance)))
-    if spec.rho is not None:
-        roles.append((r"\rho", val(spec.rho)))
-    roles += [(r"\lambda", val(spec.ridge)), (r"\eta", val(spec.step)),
-              ("b", val(spec.batch_fraction)),
-              (r"\tau", val(spec.persistence) if spec.persistence is not None
-               else r"\frac{\eta}{b}"),
-              (r"\kappa", val(spec.normalisation))]
-    return [(a, b) for a, b in roles if a != b]
+def dmft_renames(eq: Any) -> dict[str, str]:
+    """Symbol of the equations → the LaTeX the spec uses for it, for every role filled by a
+    single parameter (`ridge lambda`, `step = eta`): the equations are then written in the
+    spec's own names, as the committee equations are. Roles filled by numbers or compound
+    expressions keep their symbol, whose value `_dmft_roles` states."""
+    from eqgen.spec import ast
+
+    names = _names(eq.spec, eq.params)
+    values = _dmft_role_values(eq)
+    out: dict[str, str] = {}
+    for role, symbol in DMFT_ROLES:
+        e = values[role]
+        if isinstance(e, ast.Name) and e.id in eq.params:
+            name = names[eq.params[e.id]]
+            if name != symbol:
+                out[symbol] = name
+    return out
+
+
+def _dmft_roles(eq: Any, protect: Callable[[str], str] | None = None
+                ) -> list[tuple[str, str]]:
+    """(symbol of the equations, its value in the spec's own LaTeX names), for every role that
+    is not renamed (`dmft_renames`) and whose value is not simply that symbol. `protect` wraps
+    each value (see `_Protected`), so that renaming the document leaves it as written."""
+    names = _names(eq.spec, eq.params)
+    values, renamed = _dmft_role_values(eq), dmft_renames(eq)
+    keep = protect or (lambda x: x)
+    roles = []
+    for role, symbol in DMFT_ROLES:
+        e = values[role]
+        if symbol in renamed or (e is None and role != "tau"):
+            continue
+        if e is None:  # plain SGD: stated in the equations' (renamed) symbols
+            roles.append((symbol, r"\frac{\eta}{b}"))
+            continue
+        value = tex(convert.to_sympy(e, eq.params), names)
+        if value != symbol:
+            roles.append((symbol, keep(value)))
+    return roles
+
+
+_MATH = re.compile(r"(?<!\\)\$[^$]*(?<!\\)\$"  # inline math (not an escaped \$)
+                   r"|\\begin\{(align\*?|equation\*?)\}.*?\\end\{\1\}", re.S)
+
+
+def _symbol_pattern(symbol: str) -> str:
+    """A symbol as a whole token: `\\eta` but not `\\etab`; `b` but not the b of `\\bar`,
+    `\\mathbb` or `ab`."""
+    lead = "" if symbol.startswith("\\") else r"(?<![\\A-Za-z])"
+    return lead + re.escape(symbol) + r"(?![A-Za-z])"
+
+
+def _as_token(latex: str, powered: bool = False) -> str:
+    """A name that can stand where a one-token symbol stood (`\\sqrt\\Delta`, `\\Delta^2`):
+    a control word as it is, anything else in braces, or in parentheses where it is raised
+    to a power (`\\left(\\sigma^2\\right)^2`, not the ambiguous `{\\sigma^2}^2`)."""
+    if re.fullmatch(r"\\[A-Za-z]+", latex):
+        return latex
+    if powered and re.search(r"[_^]", latex):
+        return rf"\left({latex}\right)"
+    return "{" + latex + "}"
+
+
+def rename_math(math: str, renames: dict[str, str]) -> str:
+    """Math with every symbol of `renames` replaced, in one pass (a new name is never renamed
+    again)."""
+    if not renames:
+        return math
+    token = re.compile("|".join(_symbol_pattern(s) for s in
+                                sorted(renames, key=len, reverse=True)))
+    return token.sub(lambda t: _as_token(renames[t.group(0)], math.startswith("^", t.end())),
+                     math)
+
+
+def rename_symbols(text: str, renames: dict[str, str]) -> str:
+    """A document with every symbol of `renames` replaced in its math (`$...$`, `align`,
+    `equation`) only: the prose around it is left alone."""
+    if not renames:
+        return text
+    return _MATH.sub(lambda m: rename_math(m.group(0), renames), text)
+
+
+class _Protected:
+    """Pieces of LaTeX (the spec's own expressions) kept out of `rename_symbols`: each is
+    replaced by a marker while the template around it is renamed, then put back."""
+
+    MARK = re.compile("\x00(\\d+)\x00")
+
+    def __init__(self) -> None:
+        self.pieces: list[str] = []
+
+    def __call__(self, latex: str) -> str:
+        self.pieces.append(latex)
+        return f"\x00{len(self.pieces) - 1}\x00"
+
+    def restore(self, text: str) -> str:
+        return self.MARK.sub(lambda m: self.pieces[int(m.group(1))], text)
 
 
 def dmft_document(eq: Any) -> str:
@@ -347,12 +442,13 @@ def dmft_document(eq: Any) -> str:
 
     spec = eq.spec
     names = _names(spec, eq.params)
+    protect = _Protected()  # the spec's expressions, printed as written
 
     def t_(e: sp.Expr) -> str:
-        return tex(e, names)
+        return protect(tex(e, names))
 
-    out = [PREAMBLE, f"\\section*{{{_escape(spec.name)}: {_escape(spec.title)}}}\n",
-           "\\subsection*{Model}\n"]
+    out = [PREAMBLE, f"\\section*{{{protect(_escape(spec.name))}: "
+                     f"{protect(_escape(spec.title))}}}\n", "\\subsection*{Model}\n"]
     if eq.data == "glm":
         out.append("Teacher--student GLM: $x_\\mu \\sim \\mathcal{N}(0, I_d)$, $h^*_\\mu = "
                    "\\frac{v^*\\cdot x_\\mu}{\\sqrt d}$, labels $y_\\mu = f(h^*_\\mu)$ with "
@@ -370,7 +466,7 @@ def dmft_document(eq: Any) -> str:
                f"\\ell''(y, h) &= {t_(eq.d2loss)},\\\\\n"
                f"\\hat y(h) &= {t_(eq.label)}\n\\end{{align*}}\n"
                "(the derivatives are derived by sympy; $\\sigma$ is the logistic function).\n")
-    roles = _dmft_roles(eq)
+    roles = _dmft_roles(eq, protect)
     if roles:
         rows = ", ".join(f"${a} = {b}$" for a, b in roles)
         out.append(f"\\paragraph{{Parameters.}} In this model {rows}.\n")
@@ -441,7 +537,7 @@ def dmft_document(eq: Any) -> str:
                            "is propagated exactly, without sampling." if eq.gaussian_exact
                            else "") + "\n")
     out.append("\n\\end{document}\n")
-    return "".join(out)
+    return protect.restore(rename_symbols("".join(out), dmft_renames(eq)))
 
 
 # -- Markdown for the documentation (MathJax) ---------------------------------------------------
@@ -459,6 +555,9 @@ def _display(match: re.Match[str]) -> str:
     return "\n\n$$\n" + body + "\n$$\n\n"
 
 
+_SECTION_SIGN = re.compile(r"\\S(?![A-Za-z])")  # LaTeX's \S (§), not \Sigma or \Sum
+
+
 def _plain(text: str) -> str:
     """LaTeX text (outside math) as Markdown text."""
     parts = re.split(r"(\$[^$]*\$)", text)
@@ -470,7 +569,7 @@ def _plain(text: str) -> str:
         for a, b in _TEXT:
             part = part.replace(a, b)
         part = part.replace("''", "”").replace("`", "‘")
-        out.append(part)
+        out.append(_SECTION_SIGN.sub("§", part))
     return "".join(out)
 
 

@@ -131,14 +131,82 @@ def test_user_latex_names_follow_the_spec(tmp_path: Path) -> None:
     check_structure(doc)
 
 
-def test_dmft_parameters_in_user_names(tmp_path: Path) -> None:
+DMFT_RENAMED = {'lambda = "\\lambda"': 'lambda = "\\lambda_{\\mathrm{ridge}}"',
+                'eta = "\\eta"': 'eta = "\\varepsilon"',
+                'Delta = "\\Delta"': 'Delta = "\\sigma_\\star^2"'}
+
+
+def _renamed_dmft(tmp_path: Path, replace: dict[str, str] = DMFT_RENAMED) -> eqgen.Model:
     text = (ROOT / "models" / "gmm_two_cluster_logistic.eqg").read_text()
-    text = text.replace('lambda = "\\lambda"', 'lambda = "\\lambda_{\\mathrm{ridge}}"')
+    for a, b in replace.items():
+        assert a in text, a
+        text = text.replace(a, b)
     spec = tmp_path / "renamed.eqg"
     spec.write_text(text)
-    doc = eqgen.load(spec).latex()
-    assert "$\\lambda = \\lambda_{\\mathrm{ridge}}$" in doc
+    return eqgen.load(spec)
+
+
+def _has_symbol(math: str, symbol: str) -> bool:
+    """Whether `symbol` (a control word) occurs in `math` as a whole token."""
+    return re.search(re.escape(symbol) + r"(?![A-Za-z])", math) is not None
+
+
+def test_dmft_parameters_in_user_names(tmp_path: Path) -> None:
+    """The spec's LaTeX names replace the DMFT's symbols λ, η, Δ in every equation: the
+    declared names appear, the default symbols do not, and no sentence maps one to the other."""
+    doc = _renamed_dmft(tmp_path).latex()
+    blocks = _environments(doc, "align")
+    m_block = next(b for b in blocks if "\\frac{dm}{dt}" in b)
+    assert "-{\\lambda_{\\mathrm{ridge}}} m" in m_block
+    kernels = next(b for b in blocks if "\\hat\\nu(t) &=" in b)
+    assert "\\left(\\sigma_\\star^2\\right)^2" in kernels  # Δ² with Δ = σ⋆²
+    body = doc.split("\\begin{document}")[1]
+    math = " ".join(blocks + re.findall(r"\$[^$]+\$", body))
+    math = math.replace("\\lambda_{\\mathrm{ridge}}", "")  # the declared name itself
+    for default in ("\\lambda", "\\eta", "\\Delta"):
+        assert not _has_symbol(math, default), default
+    assert "$t = k\\varepsilon$" in doc and "\\frac{t_{\\max}}{\\varepsilon}" in doc
+    assert "In this model $\\lambda" not in doc and "$\\eta = " not in doc
+    assert "\\alpha" in m_block  # not renamed: declared as itself
     check_structure(doc)
+
+
+def test_dmft_values_that_are_not_parameters(tmp_path: Path) -> None:
+    """A role filled by a number or an expression keeps its symbol, whose value is stated."""
+    model = _renamed_dmft(tmp_path, {"ridge lambda": "ridge 2 * lambda", **DMFT_RENAMED})
+    doc = model.latex()
+    m_block = next(b for b in _environments(doc, "align") if "\\frac{dm}{dt}" in b)
+    assert "-\\lambda m" in m_block
+    assert "$\\lambda = 2 \\lambda_{\\mathrm{ridge}}$" in doc
+    assert "$\\kappa = 1$" in doc  # the default normalisation
+    check_structure(doc)
+
+
+def test_dmft_shipped_documents_keep_their_symbols(documents: dict[str, str]) -> None:
+    """The shipped DMFT models name their parameters after the symbols: nothing changes."""
+    doc = documents["gmm_two_cluster_logistic"]
+    assert "\\frac{dm}{dt} &= -\\lambda m - \\alpha" in doc
+    assert "\\hat\\nu(t) &= \\alpha\\Delta\\," in doc
+    assert "$t = k\\eta$" in doc
+
+
+def test_dmft_notebook_equations_in_user_names(tmp_path: Path) -> None:
+    text = equations_latex(_renamed_dmft(tmp_path).equations)
+    assert "-{\\lambda_{\\mathrm{ridge}}} m" in text and "{\\sigma_\\star^2}\\, \\bar s" in text
+    text = text.replace("\\lambda_{\\mathrm{ridge}}", "")
+    assert not _has_symbol(text, "\\lambda") and not _has_symbol(text, "\\Delta")
+
+
+def test_markdown_section_sign(documents: dict[str, str]) -> None:
+    """LaTeX's \\S becomes § in Markdown headings and text (MathJax does not typeset text)."""
+    md = to_markdown(documents["committee_mean_field"])
+    assert "(THEORY §1.3)" in md
+    assert "\\S" not in md.replace("\\Sigma", "")
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
+def test_renamed_dmft_compiles_with_pdflatex(tmp_path: Path) -> None:
+    _pdflatex(_renamed_dmft(tmp_path).latex(), tmp_path, "renamed")
 
 
 def test_readable_expressions() -> None:
@@ -169,15 +237,20 @@ def test_equations_latex_for_notebooks() -> None:
     assert "\\nonumber" not in text
 
 
+def _pdflatex(doc: str, folder: Path, stem: str) -> None:
+    """Compile `doc` and check that a PDF came out, with no undefined control sequence."""
+    tex_file = folder / f"{stem}.tex"
+    tex_file.write_text(doc)
+    run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error",
+                          tex_file.name], cwd=folder, capture_output=True, text=True,
+                         timeout=120)
+    assert run.returncode == 0, run.stdout[-3000:]
+    assert (folder / f"{stem}.pdf").stat().st_size > 1000
+    log = (folder / f"{stem}.log").read_text(errors="replace")
+    assert "Undefined control sequence" not in log
+
+
 @pytest.mark.parametrize("path", MODELS, ids=lambda p: p.stem)
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex is not installed")
 def test_compiles_with_pdflatex(path: Path, documents: dict[str, str], tmp_path: Path) -> None:
-    tex_file = tmp_path / f"{path.stem}.tex"
-    tex_file.write_text(documents[path.stem])
-    run = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error",
-                          tex_file.name], cwd=tmp_path, capture_output=True, text=True,
-                         timeout=120)
-    assert run.returncode == 0, run.stdout[-3000:]
-    assert (tmp_path / f"{path.stem}.pdf").stat().st_size > 1000
-    log = (tmp_path / f"{path.stem}.log").read_text(errors="replace")
-    assert "Undefined control sequence" not in log
+    _pdflatex(documents[path.stem], tmp_path, path.stem)

@@ -304,6 +304,23 @@ def _default(e: ast.Expr | None, pos: ast.Pos, value: Fraction | str) -> ast.Exp
     return ast.Number(value, str(value), pos)
 
 
+# Statements the grammar accepts that belong to another family: (message, hint) for each.
+_OTHER_FAMILY = {
+    "ridge": ("a committee model has no `ridge` statement",
+              "ridge regularisation is a statement of the Gaussian-mixture (DMFT) family; the "
+              "committee ODEs have none: remove it, or write a DMFT model with `student "
+              "perceptron(...)`"),
+}
+
+
+def _check_family_statements(c: _Collector, by_kw: Mapping[str, list[ast.Statement]]) -> None:
+    """Report every statement of another family: silently ignoring it would solve a model
+    other than the one written."""
+    for keyword, (message, hint) in _OTHER_FAMILY.items():
+        for st in by_kw.get(keyword, []):
+            c.error(message, st.pos, hint)
+
+
 def build_committee(mf: ast.ModelFile) -> CommitteeSpec:
     """Check and type a parsed committee model; raises `SpecError` listing every problem."""
     c = _Collector(mf)  # starts with the parser's problems: all are reported together
@@ -317,6 +334,7 @@ def build_committee(mf: ast.ModelFile) -> CommitteeSpec:
     by_kw: dict[str, list[ast.Statement]] = {}
     for st in mf.statements:
         by_kw.setdefault(st.keyword, []).append(st)
+    _check_family_statements(c, by_kw)
 
     # parameters
     params: list[Param] = []

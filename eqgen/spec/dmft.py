@@ -9,6 +9,8 @@ from fractions import Fraction
 
 from eqgen.errors import Diagnostic, SpecError, UsageError
 from eqgen.spec import ast
+from eqgen.spec.committee import REGIMES as _COMMITTEE_REGIMES
+from eqgen.spec.committee import STATE_NAMES as COMMITTEE_STATES
 from eqgen.spec.committee import (
     Param,
     SpecMethods,
@@ -27,6 +29,7 @@ from eqgen.spec.values import EvalError, evaluate
 NAMED_LOSSES = {"logistic": "log(1 + exp(-y * h))", "square": "(y - h)**2 / 2"}
 DMFT_DATA = ("gaussian_mixture", "teacher_student")
 STATE_NAMES = ("m", "q")
+COMMITTEE_REGIMES = (*_COMMITTEE_REGIMES, "mean_field")  # named in a hint when misplaced
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,20 @@ def _library_expr(text: str) -> ast.Expr:
     from eqgen.spec.parser import parse_text
 
     return parse_text(f"model x\nparam v = {text}\n").statements[0].items[0].value
+
+
+def _init_hint(it: ast.Item) -> str:
+    """The hint for an init item that is not m or q: committee overlaps and random draws are
+    named as such, since a DMFT model starts from the two scalars m and q alone."""
+    v = it.value
+    if it.name in COMMITTEE_STATES:
+        return (f"{it.name} is an order parameter of the committee ODEs; a DMFT model starts "
+                "from m and q, e.g. init m = m0, q = q0")
+    if it.name is None and isinstance(v, ast.Call) and v.func == "random":
+        return ("init random(...) draws committee weights; a DMFT model starts from m and q, "
+                "e.g. init m = m0, q = q0")
+    return _sentence(_did_you_mean(it.name, STATE_NAMES) if it.name else None,
+                     "e.g. init m = m0, q = q0")
 
 
 def _num(value: int | str, pos: ast.Pos) -> ast.Expr:
@@ -282,9 +299,12 @@ def build_dmft(mf: ast.ModelFile) -> DmftSpec:
         if isinstance(v, ast.Name) and v.id in ("discrete", "continuous"):
             continuous = v.id == "continuous"
         elif v is not None:
+            head = v.func if isinstance(v, ast.Call) else getattr(v, "id", None)
             c.error("a DMFT regime is `discrete` (SGD with step η, the default) or "
                     "`continuous` (gradient flow / stochastic gradient flow)", v.pos,
-                    "continuous models are solved on the step η, which you can set with "
+                    f"`{head}` is a regime of the committee ODEs, not of the DMFT: write "
+                    "`regime discrete` or `regime continuous`" if head in COMMITTEE_REGIMES
+                    else "continuous models are solved on the step η, which you can set with "
                     "--set; add --extrapolate for Richardson extrapolation in η")
 
     # init
@@ -295,9 +315,7 @@ def build_dmft(mf: ast.ModelFile) -> DmftSpec:
         for it in st.items:
             if it.name is None or it.name not in STATE_NAMES:
                 c.error("a DMFT init gives m (overlap with the signal) and q (orthogonal "
-                        "norm |w⊥|²/d)", it.pos,
-                        _sentence(_did_you_mean(it.name, STATE_NAMES) if it.name else None,
-                                  "e.g. init m = m0, q = q0"))
+                        "norm |w⊥|²/d)", it.pos, _init_hint(it))
             elif it.name in init:
                 c.error(f"initial value of '{it.name}' given twice", it.pos, "keep one")
             else:
@@ -313,6 +331,7 @@ def build_dmft(mf: ast.ModelFile) -> DmftSpec:
             t_max = got["t_max"]
 
     latex: dict[str, str] = {}
+    latex_pos: dict[str, ast.Pos] = {}
     for st in mf.statements:
         if st.keyword != "latex":
             continue
@@ -323,8 +342,12 @@ def build_dmft(mf: ast.ModelFile) -> DmftSpec:
                 c.error(f"latex name for unknown parameter '{it.name}'", it.pos,
                         _did_you_mean(it.name, sorted(pnames)) if pnames else
                         "declare the parameter first")
+            elif it.name in latex:
+                c.error(f"latex name for '{it.name}' given twice", it.pos,
+                        f"the first is at {_at(latex_pos[it.name])}: keep one")
             else:
                 latex[it.name] = it.value.value
+                latex_pos[it.name] = it.pos
 
     if c.errors or loss is None or step is None or alpha is None:
         raise SpecError(c.errors or [Diagnostic("incomplete model", mf.source.path,

@@ -48,9 +48,18 @@ class SweepResult:
         return self.observables[name]
 
     def __repr__(self) -> str:
-        shape = " × ".join(f"{a.name}[{len(a.values)}]" for a in self.axes)
-        return (f"SweepResult({self.metadata.get('model', '?')}: {shape} = {len(self)} points, "
-                f"{int(np.sum(~self.success))} failed, {len(self.t)} times)")
+        """Model, axes (values or range, count), points solved and failed (named briefly),
+        save times, fixed parameters and observables."""
+        from eqgen.summary import sweep_text
+
+        return sweep_text(self)
+
+    def _repr_latex_(self) -> str:
+        """A table of the grid points and the main observable at the last time, for
+        notebooks (long grids cut short)."""
+        from eqgen.summary import sweep_latex
+
+        return sweep_latex(self)
 
     @property
     def names(self) -> list[str]:
