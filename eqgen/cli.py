@@ -102,6 +102,9 @@ def _add_simulation_options(q: argparse.ArgumentParser) -> None:
     q.add_argument("--solver", default="tsit5", help="theory side of compare")
     q.add_argument("--max-steps", type=int, default=None, help="theory side of compare")
     q.add_argument("--samples", type=int, help="Monte Carlo samples (DMFT models)")
+    q.add_argument("--test-samples", type=int, default=0, metavar="N",
+                   help="committee models: also estimate the risk on N fresh held-out samples "
+                   "per seed and output time (column risk_test; default 0: off)")
     q.add_argument("-o", "--output", metavar="FILE.csv|FILE.json")
     q.add_argument("--plot", metavar="FILE.png")
 
@@ -265,6 +268,8 @@ def _simulation_inputs(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
                                   init_source=args.init or "init")
     if args.samples is not None:
         kwargs["samples"] = args.samples
+    if args.test_samples:  # off by default; checked (and refused for DMFT models) by the model
+        kwargs["test_samples"] = args.test_samples
     return model, kwargs
 
 

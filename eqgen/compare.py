@@ -2,9 +2,12 @@
 
 Generic over model families: every observable the theory has and the simulation has too
 (`<name>`, with its standard error `<name>_stderr` when the simulation gives one) becomes three
-columns, `<name>` (theory), `<name>_sim` and `<name>_sim_stderr`; states shared by both become
-`<name>` and `<name>_sim` (and `<name>_sim_stderr` when the simulation has a state
-`<name>_stderr`). The CSV therefore reads: t, the observables in threes, then state entries.
+columns, `<name>` (theory), `<name>_sim` and `<name>_sim_stderr`; an observable only the
+simulation has (the held-out `risk_test`) becomes `<name>_sim` and `<name>_sim_stderr`, right
+after the three columns of the theory observable its name extends (`risk`). States shared by
+both become `<name>` and `<name>_sim` (and `<name>_sim_stderr` when the simulation has a state
+`<name>_stderr`). The CSV therefore reads: t, the observables in threes (held-out estimates in
+twos beside them), then state entries.
 """
 
 from __future__ import annotations
@@ -49,14 +52,16 @@ def compare(theory: Solution, sim: Solution) -> Solution:
         return np.stack(cols, axis=-1).reshape(len(t), *np.asarray(v).shape[1:])
 
     observables: dict[str, np.ndarray] = {}
+    extra = _simulation_only(theory, sim)
     for name, v in theory.observables.items():
         if name not in sim.observables:
             continue
         observables[name] = at(v)
-        observables[f"{name}_sim"] = np.asarray(sim.observables[name])
-        err = sim.observables.get(f"{name}_stderr")
-        observables[f"{name}_sim_stderr"] = (np.asarray(err) if err is not None
-                                             else np.full(len(t), np.nan))
+        for own in (name, *extra.get(name, [])):
+            observables[f"{own}_sim"] = np.asarray(sim.observables[own])
+            err = sim.observables.get(f"{own}_stderr")
+            observables[f"{own}_sim_stderr"] = (np.asarray(err) if err is not None
+                                                else np.full(len(t), np.nan))
     if not observables:
         raise EqgenError("theory and simulation have no observable in common: theory has "
                          + ", ".join(theory.observables) + "; simulation has "
@@ -76,6 +81,20 @@ def compare(theory: Solution, sim: Solution) -> Solution:
     meta.update(kind="comparison", theory_interpolated=not exact,
                 theory=theory.metadata, simulation=sim.metadata)
     return Solution(t, observables, states, meta)
+
+
+def _simulation_only(theory: Solution, sim: Solution) -> dict[str, list[str]]:
+    """Observables only the simulation has (not standard errors), keyed by the compared
+    observable whose name they extend (`risk_test` → `risk`); the longest such name wins."""
+    shared = [n for n in theory.observables if n in sim.observables]
+    out: dict[str, list[str]] = {}
+    for name in sim.observables:
+        if name in theory.observables or name.endswith("_stderr"):
+            continue
+        bases = [b for b in shared if name.startswith(b + "_")]
+        if bases:
+            out.setdefault(max(bases, key=len), []).append(name)
+    return out
 
 
 def deviations(cmp: Solution) -> dict[str, dict[str, float]]:
@@ -101,7 +120,9 @@ def deviations(cmp: Solution) -> dict[str, dict[str, float]]:
 def plot_comparison(cmp: Solution, path: str | Path, title: str | None = None,
                     max_points: int = 40, max_curves: int = 6) -> None:
     """Left: each observable, theory as a line and simulation as points with error bars (one
-    standard error); right: a few order parameters (theory lines, simulation points).
+    standard error), held-out estimates (`risk_test_sim`) as crosses beside them; right: a few
+    order parameters (theory lines, simulation points with error bars where the simulation
+    gives standard errors).
 
     At most `max_points` simulation points are drawn per curve (spread evenly on the time axis
     the plot uses), so that error bars stay readable.
@@ -133,6 +154,11 @@ def plot_comparison(cmp: Solution, path: str | Path, title: str | None = None,
                     color=c, elinewidth=1, capsize=2, label=f"{name} (simulation)")
         if ax is ax_r:
             values += [th[mask], sm[mask]]
+        for held in _held_out_of(cmp, name):
+            hv = cmp.observables[f"{held}_sim"]
+            herr = np.nan_to_num(cmp.observables.get(f"{held}_sim_stderr", np.zeros_like(hv)))
+            ax.errorbar(t[pick], hv[pick], yerr=herr[pick], fmt="x", ms=4, color=c,
+                        elinewidth=1, capsize=2, label=f"{held} (held-out samples)")
     vals = np.concatenate(values) if values else np.zeros(0)
     if vals.size and np.all(vals > 0) and vals.max() / vals.min() > 50:
         ax_r.set_yscale("log")
@@ -149,7 +175,10 @@ def plot_comparison(cmp: Solution, path: str | Path, title: str | None = None,
             c = colors[n % len(colors)]
             label = f"{base}[{','.join(map(str, idx))}]" if idx else base
             ax_o.plot(t[mask], th[(mask, *idx)], color=c, label=label)
-            ax_o.plot(t[pick], sm[(pick, *idx)], "o", ms=3.5, mfc="none", color=c)
+            se = cmp.states.get(f"{base}_sim_stderr")
+            yerr = None if se is None else np.nan_to_num(se[(pick, *idx)])
+            ax_o.errorbar(t[pick], sm[(pick, *idx)], yerr=yerr, fmt="o", ms=3.5, mfc="none",
+                          color=c, elinewidth=1, capsize=2)
             n += 1
     for ax in (ax_r, ax_o):
         ax.set_xlabel("t")
@@ -157,7 +186,8 @@ def plot_comparison(cmp: Solution, path: str | Path, title: str | None = None,
             ax.set_xscale("log")
     ax_r.set_title("theory (lines) and simulation (points, ± 1 s.e.)", fontsize=9)
     ax_r.legend(fontsize=7)
-    ax_o.set_title("order parameters: theory (lines), simulation (points)", fontsize=9)
+    ax_o.set_title("order parameters: theory (lines), simulation (points, ± 1 s.e.)",
+                   fontsize=9)
     if n:
         ax_o.legend(fontsize=7, ncol=2)
     meta = cmp.metadata
@@ -169,6 +199,13 @@ def plot_comparison(cmp: Solution, path: str | Path, title: str | None = None,
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _held_out_of(cmp: Solution, name: str) -> list[str]:
+    """The simulation-only observables compared beside `name` (e.g. `risk_test` for `risk`)."""
+    return [k[:-4] for k in cmp.observables
+            if k.startswith(f"{name}_") and k.endswith("_sim") and k != f"{name}_sim"
+            and k[:-4] not in cmp.observables]
 
 
 def _spread(t: np.ndarray, mask: np.ndarray, logx: bool, n: int) -> np.ndarray:

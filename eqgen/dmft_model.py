@@ -1,4 +1,4 @@
-"""`DmftModel`: a checked DMFT spec (THEORY §2) and what eqgen does with it.
+"""`DmftModel`: a checked DMFT spec (docs/dmft.md) and what eqgen does with it.
 
 The same interface as the committee `Model` (check, latex, generate, solve, simulate); solving
 runs the DMFT forward sweep (`eqgen.runtime.dmft`) on the generated per-sample functions, or,
@@ -86,7 +86,7 @@ class DmftModel(Model):
     def generated_source(self) -> str:
         from eqgen.codegen.dmft import module_source
 
-        extra = ("Family: DMFT for SGD on reused samples (THEORY §2); the forward sweep is in "
+        extra = ("Family: DMFT for SGD on reused samples (docs/dmft.md); the forward sweep is in "
                  "eqgen.runtime.dmft.")
         if self.title:
             extra = self.title.replace('"', "'") + "\n\n" + extra
@@ -146,7 +146,7 @@ class DmftModel(Model):
               exact: bool | None = None, extrapolate: bool = False,
               response_samples: int | None = None, init_source: str = "init",
               **ignored: Any) -> eqgen.Solution:
-        """Solve the DMFT (THEORY §2.3); see DESIGN's API.
+        """Solve the DMFT (docs/dmft.md, The discrete recursion); see DESIGN's API.
 
         **Arguments**
         - `samples`, `seed`: Monte Carlo trajectories of the effective process (default
@@ -212,8 +212,9 @@ class DmftModel(Model):
             "model": self.name, "title": self.title, "family": "dmft",
             "parameters": r.params, "method": "exact Gaussian propagation" if use_exact
             else "sampled trajectories", "samples": 0 if use_exact else n, "seed": seed,
-            "eta": r.eta, "steps": len(res.t) - 1, "continuous": self.spec.continuous,
-            "spec_sha256": self.spec.hash, "eqgen": eqgen.__version__,
+            "eta": r.eta, "b": r.b, "tau": r.tau, "steps": len(res.t) - 1,
+            "continuous": self.spec.continuous, "spec_sha256": self.spec.hash,
+            "eqgen": eqgen.__version__,
         }
         if not use_exact:
             meta["response_samples"] = res.response_samples
@@ -290,13 +291,16 @@ class DmftModel(Model):
                  seed: int = 0, t_max: float | None = None,
                  save_at: Sequence[float] | None = None,
                  progress: bool | None = None, init_source: str = "init",
-                 **ignored: Any) -> eqgen.Solution:
-        """Simulate the finite-d dynamics (THEORY §2.1) over `seeds` seeds: seed means of the
-        observables and their standard errors (`<name>_stderr`).
+                 test_samples: int = 0, **ignored: Any) -> eqgen.Solution:
+        """Simulate the finite-d dynamics (docs/dmft.md, Setting) over `seeds` seeds: seed
+        means of the observables, each followed by its standard error (`<name>_stderr`).
 
-        `progress` draws a bar over the seeds (None: only on a terminal), as for committee
-        models. The simulation starts exactly at the spec's (m₀, q₀): w(0) = m₀ v* plus an
-        orthogonal part of norm² q₀ d, so the measured initial overlaps are the theory's."""
+        `progress` draws a bar over the steps of all seeds (None: only on a terminal), as for
+        committee models. The simulation is built to start at the spec's (m₀, q₀): w(0) = m₀ v*
+        plus an orthogonal part of norm² q₀ d; the metadata's `measured_start` holds the seed
+        means of the measured m(0), Q(0) and q(0) = Q(0) − m(0)² (C⊥(0,0) of docs/dmft.md), which
+        `compare` starts the theory from. `test_samples` is refused: the test error and loss
+        of a DMFT model are exact functions of the measured (m, Q)."""
         from eqgen.runtime.solution import Solution
         from eqgen.simulate.dmft import simulate_dmft
         from eqgen.simulate.progress import ProgressBar
@@ -305,34 +309,33 @@ class DmftModel(Model):
             raise UsageError("--d must be at least 2")
         if int(seeds) < 1:
             raise UsageError("--seeds must be at least 1")
+        if test_samples:
+            raise UsageError("--test-samples applies to committee models: a DMFT model's test "
+                             "error and test loss are computed exactly from the measured m, Q")
         r = self.resolve(params, init, init_source)
         at = dict(params or {})
         if self.spec.smoothing:  # simulate the hinge itself, not its smoothed version
             at[self.spec.smoothing] = HINGE_SIMULATION_TEMPERATURE
         problem = self.problem(at, init, t_max)
-        bar = ProgressBar(f"simulating {self.name} (d = {int(d)}, {int(seeds)} seeds)",
-                          int(seeds), unit="seeds", enabled=progress)
-        done = [0]
-
-        def step(_message: str) -> None:
-            done[0] += 1
-            bar.update(done[0])
-
-        with bar:
-            raw = simulate_dmft(problem, int(d), int(seeds), int(seed), progress=step)
-            bar.close(done[0])
+        total = problem.steps * int(seeds)
+        with ProgressBar(f"simulating {self.name} (d = {int(d)}, {int(seeds)} seeds)", total,
+                         unit="steps", enabled=progress) as bar:
+            raw = simulate_dmft(problem, int(d), int(seeds), int(seed), progress=bar.update)
+            bar.close(total)
         idx = self._save_indices(np.asarray(raw["t"]), save_at)
         obs: dict[str, np.ndarray] = {}
-        for k in OBSERVABLES:
+        for k in OBSERVABLES:  # each mean next to its standard error, as for committee models
             runs = np.asarray(raw[k])[:, idx]
             obs[k] = runs.mean(axis=0)
-        for k in OBSERVABLES:
-            runs = np.asarray(raw[k])[:, idx]
             obs[k + "_stderr"] = (runs.std(axis=0, ddof=1) / np.sqrt(runs.shape[0])
                                   if runs.shape[0] > 1 else np.full(len(idx), np.nan))
+        m0, Q0 = np.asarray(raw["m"])[:, 0], np.asarray(raw["Q"])[:, 0]
         meta = {"model": self.name, "title": self.title, "family": "dmft", "simulation": True,
                 "parameters": r.params, "d": int(d), "seeds": int(seeds), "seed": int(seed),
-                "eta": problem.eta, "samples_n": int(round(problem.alpha * int(d)))}
+                "eta": problem.eta, "samples_n": int(round(problem.alpha * int(d))),
+                "measured_start": {"m": float(m0.mean()), "Q": float(Q0.mean()),
+                                   "q": float(np.mean(Q0 - m0**2))},
+                "spec_start": {"m": r.m0, "q": r.q0}}
         return Solution(np.asarray(raw["t"])[idx], obs, {}, meta)
 
     def compare(self, params: Mapping[str, float] | None = None,  # type: ignore[override]
@@ -340,22 +343,33 @@ class DmftModel(Model):
                 seed: int = 0, t_max: float | None = None,
                 save_at: Sequence[float] | None = None, samples: int | None = None,
                 progress: bool | None = None, init_source: str = "init",
-                **ignored: Any) -> eqgen.Solution:
-        """Simulate at dimension `d`, then solve the DMFT at the simulated times, and put both
-        side by side (`eqgen.compare.compare`). The simulation starts exactly at the spec's
-        (m₀, q₀), so the theory's start is the measured one. `samples` and `seed` are those of
-        the DMFT's Monte Carlo (exact propagation where the loss allows it and `samples` is not
-        given). `rtol`, `atol`, `solver` of the ODE family are accepted and ignored."""
+                test_samples: int = 0, **ignored: Any) -> eqgen.Solution:
+        """Simulate at dimension `d`, then solve the DMFT at the simulated times from the
+        simulation's *measured* start, and put both side by side (`eqgen.compare.compare`).
+
+        The theory starts from the seed means of the measured m(0) and q(0) = Q(0) − m(0)²
+        (the simulation's `measured_start`, also recorded in the comparison's metadata as
+        `theory_start`), not from the spec's (m₀, q₀) that the simulation is built to hit:
+        the two agree to round-off, and any difference would show. `samples` and `seed` are
+        those of the DMFT's Monte Carlo (exact propagation where the loss allows it and
+        `samples` is not given). `rtol`, `atol`, `solver` of the ODE family are accepted and
+        ignored."""
         from eqgen.compare import compare
 
         self.resolve(params, init, init_source)  # every input problem before heavy work
         if samples is not None and samples < 2:
             raise UsageError("--samples must be at least 2")
         sim = self.simulate(params, init, d=d, seeds=seeds, seed=seed, t_max=t_max,
-                            save_at=save_at, progress=progress, init_source=init_source)
-        theory = self.solve(params, init, save_at=sim.t, t_max=float(sim.t[-1]),
-                            samples=samples, seed=seed, init_source=init_source)
-        return compare(theory, sim)
+                            save_at=save_at, progress=progress, init_source=init_source,
+                            test_samples=test_samples)
+        measured = sim.metadata["measured_start"]
+        start = {"m": measured["m"], "q": max(measured["q"], 0.0)}
+        theory = self.solve(params, start, save_at=sim.t, t_max=float(sim.t[-1]),
+                            samples=samples, seed=seed,
+                            init_source="the simulation's measured initial overlaps")
+        cmp = compare(theory, sim)
+        cmp.metadata["theory_start"] = {**start, "source": "simulation, seed means at t = 0"}
+        return cmp
 
     def latex(self) -> str:
         from eqgen.latex import dmft_document

@@ -1,6 +1,7 @@
 """`MeanFieldModel`: a committee model solved in its mean-field (large-p) reduction.
 
-The state is M (p×k) and q⊥ (p) with Q = MMᵀ + diag(q⊥) and P = I (THEORY §1.3; derivation and
+The state is M (p×k) and q⊥ (p) with Q = MMᵀ + diag(q⊥) and P = I (docs/theory.md, Regimes;
+derivation and
 what it neglects in `eqgen.theories.mean_field`). A model is reduced when its spec says
 `regime mean_field`, or on request: `model.solve(..., reduction="mean_field")` and
 `eqgen solve SPEC --reduction mean_field` for a gradient-flow spec. Nothing here forms a p×p
@@ -99,7 +100,7 @@ class MeanFieldModel(Model):
 
         eq = self.equations
         r = eq.full.regime
-        extra = (f"Mean-field reduction (THEORY §1.3): state M, q_perp; Q = MMᵀ + diag(q⊥), "
+        extra = (f"Mean-field reduction: state M, q_perp; Q = MMᵀ + diag(q⊥), "
                  f"P = I.\nRegime: {r.summary}.\nTime: {r.time_unit}.")
         if self.title:
             extra = self.title.replace('"', "'") + "\n\n" + extra
@@ -365,20 +366,21 @@ class MeanFieldModel(Model):
         P from the weights); see `Model.simulate`."""
         return _FullModel(self.path, self.file).simulate(params, init, **kwargs)
 
-
     def compare(self, params: Mapping[str, float] | None = None,
                 init: Mapping[str, Any] | None = None, *, d: int, seeds: int = 4,
                 seed: int = 0, t_max: float | None = None,
                 save_at: Sequence[float] | None = None, rtol: float = 1e-8,
                 atol: float = 1e-10, solver: str = "tsit5", max_steps: int | None = None,
-                progress: bool | None = None, init_source: str = "init") -> eqgen.Solution:
+                progress: bool | None = None, init_source: str = "init",
+                test_samples: int = 0) -> eqgen.Solution:
         """Simulate, then solve the reduced ODE from the simulation's measured M and
         q⊥_j = Q_jj − |M_j|² (its O(d^{-1/2}) off-diagonal Q⊥ is dropped, as the reduction
         does); see `Model.compare`."""
         from eqgen.compare import compare
 
         sim = self.simulate(params, init, d=d, seeds=seeds, seed=seed, t_max=t_max,
-                            save_at=save_at, progress=progress, init_source=init_source)
+                            save_at=save_at, progress=progress, init_source=init_source,
+                            test_samples=test_samples)
         M, Q = sim.states["M"][0], sim.states["Q"][0]
         start = {"M": M, "q_perp": np.diagonal(Q) - np.sum(M**2, axis=1),
                  "a": sim.states["a"][0] if "a" in sim.states else 1.0}
@@ -393,7 +395,7 @@ class MeanFieldModel(Model):
 
         doc = committee_document(self.full_equations)
         section = "\n".join([
-            "\\subsection*{Mean-field reduction (THEORY \\S1.3)}",
+            "\\subsection*{Mean-field reduction}",
             "State $M$ ($p\\times k$) and $q^\\perp$ ($p$), with $Q = MM^\\top + "
             "\\mathrm{diag}(q^\\perp)$ and $P = I$. By Stein's lemma $I_3(1,2,3) = C_{12} "
             "A(C_{11}, C_{13}, C_{33}) + C_{23} B(C_{11}, C_{13}, C_{33})$, and",

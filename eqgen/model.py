@@ -342,7 +342,7 @@ class Model:
         return sweep(self, grid, params, **kwargs)
 
     def reduced(self, reduction: str) -> Model:
-        """This model in a reduction of its ODE: `mean_field` (THEORY §1.3)."""
+        """This model in a reduction of its ODE: `mean_field` (docs/theory.md, Mean-field reduction)."""
         from eqgen.mean_field import reduced
 
         return reduced(self, reduction)
@@ -351,42 +351,49 @@ class Model:
                  init: Mapping[str, Any] | None = None, *, d: int, seeds: int = 4,
                  seed: int = 0, t_max: float | None = None,
                  save_at: Sequence[float] | None = None, progress: bool | None = None,
-                 init_source: str = "init") -> eqgen.Solution:
-        """Finite-d online SGD of this model (THEORY §1.1), `seeds` trajectories at input
-        dimension `d`; see `eqgen.simulate.committee`.
+                 init_source: str = "init", test_samples: int = 0) -> eqgen.Solution:
+        """Finite-d online SGD of this model (docs/theory.md, Setting), `seeds` trajectories at
+        input dimension `d`; see `eqgen.simulate.committee`.
 
         Returns a `Solution` at the simulated times nearest to `save_at` (or on a default grid
         up to `t_max`): observables are seed means with `<name>_stderr` (standard error over
-        seeds) beside them, states are the seed means of the measured overlaps, and the
-        metadata holds d, seeds, seed, the steps and the throughput. `progress` draws a bar
-        (None: only on a terminal). Raises `UsageError` for a bad d, seeds or time grid and
-        `NumericalError` when SGD diverges.
+        seeds) beside them, states are the seed means of the measured overlaps (the evolving
+        ones followed by `<name>_stderr`), and the metadata holds d, seeds, seed, the steps and
+        the throughput. `test_samples = N > 0` adds `risk_test` (with `risk_test_stderr`): the
+        loss on N fresh held-out samples per seed and output time, beside the analytic `risk`.
+        `progress` draws a bar (None: only on a terminal). Raises `UsageError` for a bad d,
+        seeds, test_samples or time grid and `NumericalError` when SGD diverges.
         """
         from eqgen.simulate import committee as sim
 
         d = sim.check_dimension(d)
         seeds, seed = sim.check_seeds(seeds, seed)
+        test_samples = sim.check_test_samples(test_samples)
         r = self.resolve(params, init, init_source)
         times = self._output_times(r, save_at, t_max, n_log=40, n_lin=21)
         return sim.simulate(self, r, set(init or {}), d=d, seeds=seeds, seed=seed,
-                            times=times, progress=progress)
+                            times=times, progress=progress, test_samples=test_samples)
 
     def compare(self, params: Mapping[str, float] | None = None,
                 init: Mapping[str, Any] | None = None, *, d: int, seeds: int = 4,
                 seed: int = 0, t_max: float | None = None,
                 save_at: Sequence[float] | None = None, rtol: float = 1e-8,
                 atol: float = 1e-10, solver: str = "tsit5", max_steps: int | None = None,
-                progress: bool | None = None, init_source: str = "init") -> eqgen.Solution:
+                progress: bool | None = None, init_source: str = "init",
+                test_samples: int = 0) -> eqgen.Solution:
         """Simulate, then solve the ODE from the simulation's *measured* initial overlaps at
         the simulated times, and put both side by side (`eqgen.compare.compare`): columns
-        `<name>` (theory), `<name>_sim` and `<name>_sim_stderr` for each observable."""
+        `<name>` (theory), `<name>_sim` and `<name>_sim_stderr` for each observable, and with
+        `test_samples = N > 0` the held-out `risk_test_sim` and `risk_test_sim_stderr` after
+        the risk's."""
         from eqgen.compare import compare
 
         if not (rtol > 0 and atol > 0):  # fail before the simulation, not after it
             raise UsageError("--rtol and --atol must be positive")
         sim = self.simulate(params, init, d=d, seeds=seeds, seed=seed, t_max=t_max,
-                            save_at=save_at, progress=progress, init_source=init_source)
-        start = {name: v[0] for name, v in sim.states.items()}
+                            save_at=save_at, progress=progress, init_source=init_source,
+                            test_samples=test_samples)
+        start = {name: sim.states[name][0] for name in self.module.STATES}
         theory = self.solve(params, start, save_at=sim.t, rtol=rtol, atol=atol, solver=solver,
                             max_steps=max_steps,
                             init_source="the simulation's measured initial overlaps")

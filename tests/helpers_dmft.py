@@ -1,4 +1,4 @@
-"""Helpers for the DMFT tests: small `DmftProblem`s and the square-loss closed form (THEORY §2.4).
+"""Helpers for the DMFT tests: small `DmftProblem`s and the square-loss closed form (docs/dmft.md).
 
 Square loss, teacher–student GLM with y = a (Δ = 1), full batch: the dynamics is linear in w, so
 every overlap is an integral over the spectrum of Σ = XᵀX/d, which for n = αd is Marchenko–Pastur
@@ -43,7 +43,8 @@ def mp_quadrature(alpha: float, nodes: int = 2000) -> tuple[np.ndarray, np.ndarr
 
 def mp_closed_form(alpha: float, lam: float, eta: float, m0: float, q0: float, k_steps: int,
                    gd: bool = True, nodes: int = 2000) -> dict[str, np.ndarray]:
-    """Square loss, y = a, full batch, ridge λ: the exact d → ∞ overlaps (THEORY §2.4).
+    """Square loss, y = a, full batch, ridge λ: the exact d → ∞ overlaps (docs/dmft.md, the
+    square-loss closed form).
 
     Decay e_k(s) = (1 − η(λ + s))^k (GD with step η) or e^{−(λ+s) t_k} (gradient flow, t_k = kη);
     f = m₀ e + s/(λ + s) (1 − e).
@@ -75,7 +76,8 @@ def mp_closed_form(alpha: float, lam: float, eta: float, m0: float, q0: float, k
 def square_glm_problem(alpha: float = 2.0, lam: float = 0.1, eta: float = 0.1, steps: int = 30,
                        m0: float = 0.2, q0: float = 0.5, b: float = 1.0,
                        tau: float | None = None) -> DmftProblem:
-    """Teacher–student GLM, y = a (identity target), loss (y − h)²/2, ridge λ (THEORY §2.4)."""
+    """Teacher–student GLM, y = a (identity target), loss (y − h)²/2, ridge λ (docs/dmft.md,
+    the square-loss closed form)."""
     return DmftProblem(
         data="glm", cluster_values=(0.0,), cluster_probs=(1.0,), cluster_labels=(0.0,),
         alpha=alpha, Delta=1.0, lam=lam, eta=eta, b=b, tau=eta / b if tau is None else tau,
@@ -91,7 +93,7 @@ def logistic_two_cluster_problem(alpha: float = 3.0, Delta: float = 0.5, lam: fl
                                  eta: float = 0.1, steps: int = 20, m0: float = 0.0,
                                  q0: float = 1.0, b: float = 1.0,
                                  tau: float | None = None) -> DmftProblem:
-    """Two clusters c = ±1, label y = c, logistic loss log(1 + e^{−yh}) (THEORY §2.1)."""
+    """Two clusters c = ±1, label y = c, logistic loss log(1 + e^{−yh}) (docs/dmft.md, Setting)."""
     return DmftProblem(
         data="mixture", cluster_values=(-1.0, 1.0), cluster_probs=(0.5, 0.5),
         cluster_labels=(-1.0, 1.0), alpha=alpha, Delta=Delta, lam=lam, eta=eta, b=b,

@@ -2,9 +2,11 @@
 
 Exit codes: 0 success; 1 bad spec or input; 2 usage (a bad --d, --seeds, --set, ...);
 3 numerical failure (SGD diverged). Outputs: the simulation CSV has `t`, each observable with
-`<name>_stderr` beside it, then the seed-mean state entries; the comparison CSV has `t`, then
-`<name>`, `<name>_sim`, `<name>_sim_stderr` for each observable, then state entries (theory
-`Q[0,1]`, simulation `Q_sim[0,1]`), and a PNG plot. Runs are small (d = 100, t ≤ 1) and the
+`<name>_stderr` beside it, then the seed-mean state entries (each evolving state followed by its
+`<name>_stderr` entries); the comparison CSV has `t`, then `<name>`, `<name>_sim`,
+`<name>_sim_stderr` for each observable (with `--test-samples`, the held-out `risk_test_sim` and
+`risk_test_sim_stderr` after the risk's), then state entries (theory `Q[0,1]`, simulation
+`Q_sim[0,1]`, `Q_sim_stderr[0,1]`), and a PNG plot. Runs are small (d = 100, t ≤ 1) and the
 successful ones are shared through module-scoped fixtures.
 """
 
@@ -61,8 +63,9 @@ def test_simulate_writes_means_and_standard_errors(simulated: tuple[Run, Path]) 
     assert r.code == 0, r.err
     header, data = read_csv(out)
     assert header == ["t", "risk", "risk_stderr", "excess_risk", "excess_risk_stderr",
-                      *entries("Q", 2, 2), *entries("M", 2, 2), *entries("P", 2, 2),
-                      *entries("a", 2), *entries("a_star", 2)]
+                      *entries("Q", 2, 2), *entries("Q_stderr", 2, 2), *entries("M", 2, 2),
+                      *entries("M_stderr", 2, 2), *entries("P", 2, 2), *entries("a", 2),
+                      *entries("a_star", 2)]
     np.testing.assert_allclose(data[:, 0], [0, 0.25, 0.5, 1.0])
     assert np.all(data[1:, 2] > 0) and data[0, 2] < 1e-15  # seeds share the initial weights
     meta = json.loads(Path(str(out) + ".meta.json").read_text())
@@ -87,6 +90,8 @@ def test_compare_writes_theory_simulation_and_errors(compared: tuple[Run, Path])
     assert header[:7] == ["t", "risk", "risk_sim", "risk_sim_stderr", "excess_risk",
                           "excess_risk_sim", "excess_risk_sim_stderr"]
     assert header[7:11] == entries("Q", 2, 2) and header[11:15] == entries("Q_sim", 2, 2)
+    assert header[15:19] == entries("Q_sim_stderr", 2, 2)
+    assert "risk_test_sim" not in header  # the held-out test set is off by default
     np.testing.assert_allclose(data[:, 0], [0, 0.5, 1.0])
     col = {name: data[:, i] for i, name in enumerate(header)}
     # the theory starts from the simulation's measured overlaps
@@ -98,6 +103,26 @@ def test_compare_writes_theory_simulation_and_errors(compared: tuple[Run, Path])
     meta = json.loads(Path(str(out) + ".meta.json").read_text())
     assert meta["d"] == 100 and meta["simulation"]["parameters"]["gamma"] == 0.5
     assert out.with_suffix(".png").read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_held_out_test_set_columns(tmp_path: Path) -> None:
+    """`--test-samples N`: the held-out estimate beside the analytic risk, in both commands."""
+    sim_out, cmp_out = tmp_path / "sim.csv", tmp_path / "cmp.csv"
+    common = ["--d", 60, "--seeds", 2, "--save-at", "0.5", "--test-samples", 400]
+    r = run_quiet("simulate", ERF, *common, "-o", sim_out)
+    assert r.code == 0, r.err
+    assert read_csv(sim_out)[0][:5] == ["t", "risk", "risk_stderr", "risk_test",
+                                        "risk_test_stderr"]
+    r = run_quiet("compare", ERF, *common, "-o", cmp_out, "--plot", tmp_path / "cmp.png")
+    assert r.code == 0, r.err
+    header, data = read_csv(cmp_out)
+    assert header[:7] == ["t", "risk", "risk_sim", "risk_sim_stderr", "risk_test_sim",
+                          "risk_test_sim_stderr", "excess_risk"]
+    col = {name: data[:, i] for i, name in enumerate(header)}
+    np.testing.assert_allclose(col["risk_test_sim"], col["risk_sim"], rtol=0.3)
+    meta = json.loads(Path(str(cmp_out) + ".meta.json").read_text())
+    assert meta["simulation"]["test_samples"] == 400
+    assert (tmp_path / "cmp.png").read_bytes().startswith(PNG_SIGNATURE)
 
 
 def test_compare_without_output_prints_a_table() -> None:
@@ -120,6 +145,8 @@ def test_compare_without_output_prints_a_table() -> None:
     (["--d", "50", "--t-max", "-1"], "--t-max"),
     (["--d", "50", "--save-at", "x"], "--save-at"),
     (["--d", "50", "--samples", "10"], "DMFT"),
+    (["--d", "50", "--test-samples", "-1"], "--test-samples must be"),
+    (["--d", "50", "--test-samples", "x"], "invalid int value"),
 ], ids=lambda v: " ".join(v) if isinstance(v, list) else None)
 @pytest.mark.parametrize("command", ["simulate", "compare"])
 def test_usage_errors_exit_2(command: str, args: list[str], message: str) -> None:
@@ -127,6 +154,12 @@ def test_usage_errors_exit_2(command: str, args: list[str], message: str) -> Non
     assert r.code == 2, (r.code, r.err)
     assert message in r.err, r.err
     assert not TRACEBACK.search(r.err)
+
+
+@pytest.mark.parametrize("command", ["simulate", "compare"])
+def test_held_out_test_set_is_refused_for_dmft_models(command: str) -> None:
+    r = run_quiet(command, model_path("glm_ridge_square"), "--d", 50, "--test-samples", 100)
+    assert r.code == 2 and "--test-samples applies to committee models" in r.err, r.err
 
 
 def test_bad_init_file_exits_1(tmp_path: Path) -> None:
@@ -156,5 +189,5 @@ def test_help_lists_the_simulation_options() -> None:
     for command in ("simulate", "compare"):
         out = run_quiet(command, "--help").out
         for option in ("--d", "--seeds", "--seed", "--set", "--init", "--t-max", "--save-at",
-                       "-o", "--plot"):
+                       "--test-samples", "-o", "--plot"):
             assert option in out, (command, option)

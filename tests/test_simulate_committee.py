@@ -4,11 +4,15 @@
   spec's `init random(...)` says, reproducing the theory's own initial overlaps.
 - Reproducibility: a seed's trajectory depends neither on the output times nor on how many
   seeds run beside it.
-- Theory against simulation (THEORY §1.5): committee_erf at γ c_p = 0.5 and d = 1000 tracks the
-  ODE within statistical error plus an O(d^{-1/2}) allowance, while the same ODE without the
-  SGD variance term (the compiler's own `regime gradient_flow` version of the model) fails the
-  same test; ReLU units in the gradient-flow regime at d = 3 track their ODE; the trained
-  second layer, minibatches with label noise and a non-square loss track theirs.
+- Held-out test set: the loss on fresh samples agrees, seed by seed, with the analytic risk of
+  the very overlaps measured at that time, within its Monte Carlo error; the same check sees a
+  missing label-noise term and a 5 % scale error.
+- Standard errors of the evolving states; a Gaussian (not orthonormalised) random teacher.
+- Theory against simulation (docs/theory.md, Facts): committee_erf at γ c_p = 0.5 and d = 1000
+  tracks the ODE within statistical error plus an O(d^{-1/2}) allowance, while the same ODE
+  without the SGD variance term (the compiler's own `regime gradient_flow` version of the model)
+  fails the same test; ReLU units in the gradient-flow regime at d = 3 track their ODE; the
+  trained second layer, minibatches with label noise and a non-square loss track theirs.
 """
 
 from __future__ import annotations
@@ -77,6 +81,33 @@ def test_sampled_weights_reproduce_the_spec_initial_overlaps() -> None:
     assert sol.metadata["initial_weights"].startswith("random(d = 1000, seed = 1")
 
 
+GAUSSIAN_TEACHER = """model gaussian_teacher "erf committee, Gaussian random teacher"
+param p = 3, k = 2, gamma = 1, Delta = 0
+data gaussian
+teacher committee(width = k, activation = erf(z / sqrt(2)), readout = 1/k, noise = Delta)
+student committee(width = p, activation = erf(z / sqrt(2)), readout = 1/p, second_layer = fixed(1))
+loss square
+sgd learning_rate = gamma, batch = 1
+regime high_dimensional
+init random(d = 300, seed = 4, teacher = gaussian, scale = 0.7)
+time t_max = 5
+"""
+
+
+def test_sampled_gaussian_teacher_reproduces_the_spec_initial_overlaps(tmp_path: Path) -> None:
+    """`init random(..., teacher = gaussian)`: teacher rows i.i.d. N(0, 1), not orthonormalised,
+    so P is a sample covariance; simulated at the spec's d, the measured start is the theory's,
+    and `compare` starts the ODE from exactly it."""
+    model = eqgen.load(write_spec(tmp_path, GAUSSIAN_TEACHER, "gaussian_teacher"))
+    want = model.resolve().init
+    assert abs(want["P"][0, 0] - 1) > 1e-3 and abs(want["P"][0, 1]) > 1e-3  # not orthonormal
+    cmp = model.compare(d=300, seeds=2, save_at=[0.5], progress=False)
+    for name in ("Q", "M", "P"):
+        np.testing.assert_allclose(cmp[f"{name}_sim"][0], want[name], atol=1e-13)
+        np.testing.assert_array_equal(cmp[name][0], cmp[f"{name}_sim"][0])
+    assert "teacher = gaussian" in cmp.metadata["simulation"]["initial_weights"]
+
+
 def test_explicit_initial_overlaps_override_the_random_init() -> None:
     model = eqgen.load(RELU)
     init = {"Q": [[1.0, 0.2], [0.2, 0.8]], "M": [[0.3, 0.0], [0.1, 0.2]]}
@@ -100,7 +131,10 @@ def test_time_is_steps_times_gamma_cp_over_d() -> None:
     assert {"d", "seeds", "seed"} <= set(sol.metadata)
     assert list(sol.observables) == ["risk", "risk_stderr", "excess_risk",
                                      "excess_risk_stderr"]
-    assert list(sol.states) == ["Q", "M", "P", "a", "a_star"]
+    # each evolving state's seed mean is followed by its standard error
+    assert list(sol.states) == ["Q", "Q_stderr", "M", "M_stderr", "P", "a", "a_star"]
+    assert np.isnan(sol["Q_stderr"]).all()  # a single seed: unknown
+    assert sol.metadata["test_samples"] == 0 and "risk_test" not in sol.observables
 
 
 def _raw(seeds: int, steps: list[int], seed: int = 3) -> sim.Trajectories:
@@ -134,6 +168,80 @@ def test_a_trajectory_depends_only_on_its_seed() -> None:
 def test_bad_simulation_inputs_are_usage_errors(kwargs: dict, message: str) -> None:
     with pytest.raises(UsageError, match=message):
         eqgen.load(ERF).simulate(**{"seeds": 1, **kwargs})
+
+
+# ---------------------------------------------------------------------------------------------
+# held-out test set
+
+
+@pytest.fixture(scope="module")
+def held_out() -> tuple[sim.Trajectories, dict[str, np.ndarray]]:
+    """committee_erf with label noise Δ = 0.3 at d = 1000, 3 seeds, N = 10⁴ held-out samples
+    per seed at t = 0, 0.5, 2: the raw trajectories and the analytic observables of every
+    seed's measured overlaps."""
+    model = eqgen.load(ERF)
+    r = model.resolve({"Delta": 0.3})
+    params = {k: float(v) for k, v in r.params.items()}
+    s = {k: float(v) for k, v in model.module.scalars(params).items()}
+    W0, Ws = sim.weights_with_overlaps(r.init["Q"], r.init["M"], r.init["P"], d=1000)
+    dt = sim.time_per_step(model.module.REGIME, s["gamma"], s["c_p"], 1000, 1)
+    raw = sim.run(model.module, s, W0, Ws, r.init["a"], r.init["a_star"],
+                  steps=sim.output_steps([0.5, 2.0], dt), dt=dt, batch=1, trained=False,
+                  seeds=3, seed=2, progress=False, test_samples=10_000)
+    return raw, sim.per_seed_observables(model.module, raw, params)
+
+
+def held_out_z(raw: sim.Trajectories, analytic: np.ndarray) -> tuple[np.ndarray, float]:
+    """(z per seed and time, pooled z) of the held-out loss against `analytic` (T, S), in
+    units of the held-out estimate's own Monte Carlo error √(var ℓ / N)."""
+    err2 = raw.risk_test_var / raw.test_samples
+    diff = raw.risk_test - analytic
+    return diff / np.sqrt(err2), float(diff.sum() / np.sqrt(err2.sum()))
+
+
+def test_held_out_risk_agrees_with_the_risk_of_the_measured_overlaps(held_out: tuple) -> None:
+    """Seed by seed and time by time, the mean loss ½(y − f)² on fresh samples (labels with
+    their noise) is the analytic risk ε + Δ/2 of the overlaps measured at that moment, within
+    a few Monte Carlo errors (about 1.4 % of the risk per seed at N = 10⁴)."""
+    raw, analytic = held_out
+    assert raw.risk_test.shape == (3, 3) and raw.risk_test.dtype == np.float64
+    excess = analytic["excess_risk"]
+    assert excess[-1].max() < 0.5 * excess[0].min()  # learning happened over this window
+    z, pooled = held_out_z(raw, analytic["risk"])
+    assert np.abs(z).max() < 4.5, z
+    assert abs(pooled) < 4, pooled
+    assert np.all(np.diff(raw.risk_test[0]) != 0)  # fresh samples per seed, not shared
+
+
+@pytest.mark.parametrize("planted", ["no_label_noise", "scaled_by_1.05", "scaled_by_0.95"])
+def test_held_out_check_sees_a_planted_error(held_out: tuple, planted: str) -> None:
+    """The same statistic against a wrong target fails: the excess risk (an estimator that
+    forgot the label noise, Δ/2 = 0.15 off) and the risk off by 5 %. (Samples reused from
+    training would not be caught: in one-pass SGD one sample moves the weights by O(1/d).)"""
+    raw, analytic = held_out
+    wrong = {"no_label_noise": analytic["excess_risk"],
+             "scaled_by_1.05": 1.05 * analytic["risk"],
+             "scaled_by_0.95": 0.95 * analytic["risk"]}[planted]
+    _, pooled = held_out_z(raw, wrong)
+    assert abs(pooled) > 6, pooled
+
+
+def test_held_out_risk_in_the_solution_and_its_stream(tmp_path: Path) -> None:
+    """`simulate(test_samples=N)`: `risk_test` and its standard error right after `risk`, the
+    metadata says so, and the held-out samples of a seed at a step do not depend on the
+    other output times."""
+    model = eqgen.load(ERF)
+    a = model.simulate(d=200, seeds=2, seed=1, save_at=[0.5, 1.0], test_samples=3000)
+    assert list(a.observables) == ["risk", "risk_stderr", "risk_test", "risk_test_stderr",
+                                   "excess_risk", "excess_risk_stderr"]
+    assert a.metadata["test_samples"] == 3000 and a.metadata["risk_test_mc_error"] > 0
+    b = model.simulate(d=200, seeds=2, seed=1, save_at=[1.0], test_samples=3000)
+    np.testing.assert_array_equal(a["risk_test"][-1], b["risk_test"][-1])
+    bound = 5 * np.hypot(a["risk_test_stderr"], a.metadata["risk_test_mc_error"])
+    assert np.all(np.abs(a["risk_test"] - a["risk"]) < bound)
+    for bad in (-1, 2.5, True):
+        with pytest.raises(UsageError, match="--test-samples"):
+            model.simulate(d=200, seeds=1, save_at=[0.5], test_samples=bad)
 
 
 class _Terminal(io.StringIO):
@@ -172,6 +280,8 @@ def test_erf_ode_tracks_the_simulation(erf_comparison: eqgen.Solution) -> None:
     assert ok.all(), (cmp.t[~ok], th[~ok], cmp["excess_risk_sim"][~ok])
     # the theory started from the simulation's measured overlaps
     np.testing.assert_array_equal(cmp["Q"][0], cmp["Q_sim"][0])
+    # standard errors of the measured overlaps: zero at the shared start, then positive
+    assert np.all(cmp["Q_sim_stderr"][0] == 0) and np.all(cmp["M_sim_stderr"][1:] > 0)
 
 
 def test_erf_ode_without_the_variance_term_fails(erf_comparison: eqgen.Solution,

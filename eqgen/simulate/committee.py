@@ -1,6 +1,6 @@
 """Finite-d online SGD of a committee (two-layer) model: the ground truth for its ODEs.
 
-The simulation is driven by the *same* generated module as the theory (THEORY §1.1):
+The simulation is driven by the *same* generated module as the theory (docs/theory.md, Setting):
 
 - inputs x ~ N(0, I_d), fresh at every step (one pass), B of them per step;
 - student f(x) = c_p Σ_j a_j σ(λ_j), teacher f*(x) = c_k Σ_r a*_r g(ν_r), with λ = Wx/√d,
@@ -14,17 +14,24 @@ The simulation is driven by the *same* generated module as the theory (THEORY §
 
 The order parameters Q = WWᵀ/d, M = WW*ᵀ/d, P = W*W*ᵀ/d and a are measured from the weights at
 the output times, and the risk is evaluated from them with the module's `observables`, exactly
-as for the ODE. Initial weights are either drawn as the spec's `init random(...)` says (at the
-simulation's d) or built so that their overlaps equal the given Q, M, P exactly. They are shared
-by all seeds, which differ only in the stream of samples, so the theory can start from the very
-overlaps the simulation starts from.
+as for the ODE. Optionally (`test_samples = N > 0`) the risk is also estimated on a held-out test
+set: N fresh samples (x, ξ) per seed and output time, never used for training, on which the
+mean loss E[ℓ(y, f)] (½(y − f)² for the square loss, labels with their noise) is `risk_test`,
+the Monte Carlo counterpart of the analytic `risk`.
+
+Initial weights are either drawn as the spec's `init random(...)` says (at the simulation's d)
+or built so that their overlaps equal the given Q, M, P exactly. They are shared by all seeds,
+which differ only in the stream of samples, so the theory can start from the very overlaps the
+simulation starts from.
 
 Implementation: JAX, float64. Each seed is one trajectory; seeds are vectorised with `vmap`.
 Samples are drawn a chunk of steps at a time (one random draw of about 2¹⁸ numbers per seed,
 which XLA spreads over the CPU cores) and the steps of a chunk run in a `lax.scan`. The
 sample of global step n is a fixed function of (seed, seed index, n, d, B), so a trajectory
 does not depend on the output times, on how many seeds run beside it, nor on how the run is cut
-into pieces for the progress bar.
+into pieces for the progress bar. The held-out samples of seed i at step n come from their own
+stream (`held_out_key`), a fixed function of (seed, i, n), and are drawn inside the jitted,
+seed-vectorised measurement in blocks of about 2¹⁸ numbers (a `fori_loop`), so N may be large.
 """
 
 from __future__ import annotations
@@ -50,6 +57,8 @@ GROUP_BYTES = 2**28  # memory for the seeds vectorised together (weights + one c
 SEED_BYTES = 2**34  # refuse a single trajectory that needs more memory than this
 MAX_STEPS = 10**12
 BLOW_UP = 1e12  # an overlap this large means SGD diverged
+MAX_TEST_SAMPLES = 10**8  # held-out samples per seed and output time
+TEST_STREAM = 2**32 - 1  # folded into the base key for the held-out samples (seed indices < it)
 
 
 def check_dimension(d: Any) -> int:
@@ -73,9 +82,19 @@ def check_seeds(seeds: Any, seed: Any) -> tuple[int, int]:
     return int(seeds), int(seed)
 
 
+def check_test_samples(test_samples: Any) -> int:
+    """`test_samples` (held-out samples per seed and output time; 0: none) as an int."""
+    if isinstance(test_samples, bool) or not isinstance(test_samples, int | np.integer) or \
+            not 0 <= test_samples <= MAX_TEST_SAMPLES:
+        raise UsageError(f"--test-samples must be a whole number between 0 and "
+                         f"{MAX_TEST_SAMPLES:.0e}, got {test_samples!r}\n  hint: held-out "
+                         "samples per seed and output time, e.g. --test-samples 10000")
+    return int(test_samples)
+
+
 def time_per_step(regime: str, gamma: float, c_p: float, d: int, batch: int) -> float:
-    """ODE time per SGD step: γ c_p / d (THEORY §1.1), or (γ c_p)²/(d B) for the
-    noise-dominated regime, whose equations are written on that clock (THEORY §1.3)."""
+    """ODE time per SGD step: γ c_p / d (docs/theory.md, Time), or (γ c_p)²/(d B) for the
+    noise-dominated regime, whose equations are written on that clock (docs/theory.md, Regimes)."""
     if regime == "noise_dominated":
         return (gamma * c_p) ** 2 / (d * batch)
     return gamma * c_p / d
@@ -94,6 +113,11 @@ def chunk_size(d: int, batch: int) -> int:
     """Steps per random draw: a power of two with about `CHUNK_FLOATS` samples per seed."""
     c = max(1, CHUNK_FLOATS // (d * batch))
     return int(min(MAX_CHUNK, 2 ** int(np.floor(np.log2(c)))))
+
+
+def test_block(d: int, test_samples: int) -> int:
+    """Held-out samples drawn at once: about `CHUNK_FLOATS` numbers per seed, at most all."""
+    return int(max(1, min(test_samples, CHUNK_FLOATS // d)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -170,11 +194,7 @@ def _kernels(module: ModuleType, batch: int, chunk: int, trained: bool
     import jax.numpy as jnp
 
     sigma, sigma_prime, g = module.sigma, module.sigma_prime, module.g
-    error_signal = getattr(module, "error_signal", None)
-    if not getattr(module, "SQUARE_LOSS", True) and error_signal is None:
-        raise UsageError(f"generated module {module.__name__} has no error_signal: regenerate "
-                         "it with `eqgen generate`")
-    square = getattr(module, "SQUARE_LOSS", True)
+    square, error_signal = _error_signal(module)
 
     def one_seed(W, a, key, Ws, a_star, s, start, stop):  # noqa: ANN001, ANN202
         d = W.shape[1]
@@ -218,9 +238,81 @@ def _kernels(module: ModuleType, batch: int, chunk: int, trained: bool
     return advance, measure
 
 
+def _error_signal(module: ModuleType) -> tuple[bool, Callable | None]:
+    """(square loss?, the module's error signal 𝓔(y, ŷ) for other losses)."""
+    square = getattr(module, "SQUARE_LOSS", True)
+    error_signal = getattr(module, "error_signal", None)
+    if not square and error_signal is None:
+        raise UsageError(f"generated module {module.__name__} has no error_signal: regenerate "
+                         "it with `eqgen generate`")
+    return square, error_signal
+
+
+def held_out_key(base: Any, index: Any, step: Any) -> Any:
+    """The key of the held-out samples of seed `index` at global step `step` (an int64 that
+    may exceed 32 bits: folded in as two 32-bit halves). Its own stream, apart from the
+    training samples' keys `fold_in(base, index)`, since `index < TEST_STREAM`."""
+    import jax
+    import jax.numpy as jnp
+
+    step = jnp.asarray(step, dtype=jnp.int64)
+    key = jax.random.fold_in(jax.random.fold_in(base, jnp.uint32(TEST_STREAM)),
+                             jnp.asarray(index).astype(jnp.uint32))
+    key = jax.random.fold_in(key, (step & 0xFFFFFFFF).astype(jnp.uint32))
+    return jax.random.fold_in(key, (step >> 32).astype(jnp.uint32))
+
+
+@functools.cache
+def _held_out_kernel(module: ModuleType, samples: int, block: int) -> Callable:
+    """`held_out(W, a, base, index, step, Ws, a_star, s)`, jitted and vectorised over seeds
+    (`W`, `a` and the seed indices `index`): the mean and the sample variance of the loss
+    ℓ(y, f) over `samples` fresh held-out samples per seed, drawn from `held_out_key`.
+
+    The samples are drawn `block` at a time inside a `fori_loop` (memory: one block); the
+    blocks' means and sums of squared deviations are merged one after the other (Chan et al.),
+    so the variance loses no precision to a large mean.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    sigma, g = module.sigma, module.g
+    square, _ = _error_signal(module)
+    loss = None if square else module.loss
+    blocks = -(-samples // block)
+
+    def one_seed(W, a, base, index, step, Ws, a_star, s):  # noqa: ANN001, ANN202
+        d = W.shape[1]
+        root_d = jnp.sqrt(jnp.asarray(d, dtype=W.dtype))
+        key = held_out_key(base, index, step)
+
+        def body(b, acc):  # noqa: ANN001, ANN202
+            kx, kxi = jax.random.split(jax.random.fold_in(key, b))
+            x = jax.random.normal(kx, (block, d), dtype=W.dtype)
+            xi = jax.random.normal(kxi, (block,), dtype=W.dtype)
+            f = s["c_p"] * (sigma(x @ W.T / root_d) @ a)
+            fstar = s["c_k"] * (g(x @ Ws.T / root_d) @ a_star)
+            y = fstar + jnp.sqrt(s["Delta"]) * xi
+            ell = (y - f) ** 2 / 2 if loss is None else loss(y, f)
+            valid = b * block + jnp.arange(block) < samples
+            n_b = jnp.minimum(block, samples - b * block).astype(W.dtype)
+            mean_b = jnp.sum(jnp.where(valid, ell, 0.0)) / n_b
+            m2_b = jnp.sum(jnp.where(valid, (ell - mean_b) ** 2, 0.0))
+            n, mean, m2 = acc
+            total = n + n_b
+            delta = mean_b - mean
+            return total, mean + delta * n_b / total, m2 + m2_b + delta**2 * n * n_b / total
+
+        zero = jnp.zeros((), dtype=W.dtype)
+        n, mean, m2 = jax.lax.fori_loop(0, blocks, body, (zero, zero, zero))
+        return mean, m2 / jnp.maximum(n - 1, 1)
+
+    return jax.jit(jax.vmap(one_seed, in_axes=(0, 0, None, 0, None, None, None, None)))
+
+
 @dataclass
 class Trajectories:
-    """Raw simulation output: measured overlaps of every seed at every output step."""
+    """Raw simulation output: measured overlaps of every seed at every output step, and the
+    held-out loss (its mean and per-sample variance) when `test_samples > 0`."""
 
     steps: np.ndarray  # (T,)
     t: np.ndarray  # (T,)
@@ -231,14 +323,19 @@ class Trajectories:
     a_star: np.ndarray  # (k,)
     wall: float  # seconds, compilation included
     chunk: int
+    test_samples: int = 0
+    risk_test: np.ndarray | None = None  # (T, S) mean loss on the held-out samples
+    risk_test_var: np.ndarray | None = None  # (T, S) its per-sample variance
 
 
 def run(module: ModuleType, scalars: Mapping[str, float], W0: np.ndarray, Ws: np.ndarray,
         a0: np.ndarray, a_star: np.ndarray, *, steps: np.ndarray, dt: float, batch: int,
         trained: bool, seeds: int, seed: int, progress: bool | None = None,
-        label: str = "simulating") -> Trajectories:
+        label: str = "simulating", test_samples: int = 0) -> Trajectories:
     """Run `seeds` SGD trajectories from (W0, a0) against the teacher (Ws, a_star), measuring
-    the overlaps at each of `steps` (sorted, starting at 0).
+    the overlaps at each of `steps` (sorted, starting at 0) and, with `test_samples = N > 0`,
+    the loss on N fresh held-out samples per seed (`risk_test`; its Monte Carlo error is
+    √(risk_test_var / N)).
 
     The seeds are vectorised together (in groups, one after the other, when they would not fit
     in `GROUP_BYTES`). Raises `NumericalError` when the weights become non-finite or explode.
@@ -250,12 +347,14 @@ def run(module: ModuleType, scalars: Mapping[str, float], W0: np.ndarray, Ws: np
 
     p, d = W0.shape
     chunk = chunk_size(d, batch)
-    per_seed = 8 * (p * d + chunk * batch * d + chunk * (batch + 1))
+    block = test_block(d, test_samples) if test_samples else 0
+    per_seed = 8 * (p * d + max(chunk * batch * d + chunk * (batch + 1), block * (d + 1)))
     if per_seed + 8 * Ws.size > SEED_BYTES:
         raise UsageError(f"one trajectory at d = {d}, p = {p} needs about "
                          f"{per_seed / 2**30:.1f} GiB\n  hint: lower --d")
     size = int(max(1, min(seeds, GROUP_BYTES // per_seed)))
     advance, measure = _kernels(module, batch, chunk, trained)
+    held_out = _held_out_kernel(module, test_samples, block) if test_samples else None
     s = {k: jnp.asarray(float(v)) for k, v in scalars.items()}
     Ws_j, a_star_j = jnp.asarray(Ws), jnp.asarray(a_star, dtype=jnp.float64)
     base = jax.random.key(seed)
@@ -263,6 +362,8 @@ def run(module: ModuleType, scalars: Mapping[str, float], W0: np.ndarray, Ws: np
     Q = np.empty((T, seeds, p, p))
     M = np.empty((T, seeds, p, Ws.shape[0]))
     A = np.empty((T, seeds, p))
+    R = np.full((T, seeds), np.nan) if test_samples else None
+    V = np.full((T, seeds), np.nan) if test_samples else None
     piece = chunk * PIECE_CHUNKS
     t0 = time.perf_counter()
     with ProgressBar(label, last * seeds, "steps", enabled=progress) as bar:
@@ -283,18 +384,26 @@ def run(module: ModuleType, scalars: Mapping[str, float], W0: np.ndarray, Ws: np
                         bar.update(lo * last + current * len(idx))
                 q, m = measure(W, Ws_j)
                 Q[i, idx], M[i, idx], A[i, idx] = np.asarray(q), np.asarray(m), np.asarray(a)
-                qi = Q[i, idx]
-                bad = ~(np.isfinite(qi).all(axis=(1, 2)) & (np.abs(qi).max(axis=(1, 2)) < BLOW_UP))
-                if bad.any():
-                    raise NumericalError(
-                        f"the simulation diverged: the weights of seed {int(idx[bad][0])} "
-                        "became non-finite or exploded", t=float(target * dt),
-                        hint="lower the learning rate (e.g. --set gamma=...): at finite d, SGD "
-                        "diverges when γ c_p is too large")
+                _check_finite(Q[i, idx], idx, target * dt)
+                if held_out is not None:
+                    mean, var = held_out(W, a, base, jnp.asarray(idx), jnp.int64(target),
+                                         Ws_j, a_star_j, s)
+                    R[i, idx], V[i, idx] = np.asarray(mean), np.asarray(var)
         bar.close(last * seeds)
     return Trajectories(steps=steps, t=steps * dt, Q=Q, M=M, a=A, P=Ws @ Ws.T / d,
                         a_star=np.asarray(a_star, dtype=float), wall=time.perf_counter() - t0,
-                        chunk=chunk)
+                        chunk=chunk, test_samples=test_samples, risk_test=R, risk_test_var=V)
+
+
+def _check_finite(Q: np.ndarray, idx: np.ndarray, t: float) -> None:
+    """Raise `NumericalError` when a seed's measured Q (S, p, p) is non-finite or exploded."""
+    bad = ~(np.isfinite(Q).all(axis=(1, 2)) & (np.abs(Q).max(axis=(1, 2)) < BLOW_UP))
+    if bad.any():
+        raise NumericalError(
+            f"the simulation diverged: the weights of seed {int(idx[bad][0])} "
+            "became non-finite or exploded", t=float(t),
+            hint="lower the learning rate (e.g. --set gamma=...): at finite d, SGD "
+            "diverges when γ c_p is too large")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,17 +411,17 @@ def run(module: ModuleType, scalars: Mapping[str, float], W0: np.ndarray, Ws: np
 
 
 def simulate(model: Any, r: Resolved, explicit: set[str], *, d: int, seeds: int, seed: int,
-             times: np.ndarray, progress: bool | None = None) -> Any:
+             times: np.ndarray, progress: bool | None = None, test_samples: int = 0) -> Any:
     """Simulate `model` (an `eqgen.Model` of the committee family) with numbers `r` and return
-    a `Solution`: the seed means of the observables (with `<name>_stderr`, the standard error
-    over seeds) and of the states, at the simulated times nearest to `times`.
+    a `Solution`: the seed means of the observables and of the states at the simulated times
+    nearest to `times`, each followed by its standard error over seeds (`<name>_stderr`; for
+    states, only those that evolve).
 
     `explicit` names the initial states given explicitly by the caller (they take precedence
-    over the spec's `init random(...)`).
+    over the spec's `init random(...)`). With `test_samples = N > 0` the observables also hold
+    `risk_test` (and `risk_test_stderr`), right after `risk`: the mean loss on N fresh held-out
+    samples per seed and output time.
     """
-    import jax
-    import jax.numpy as jnp
-
     import eqgen
     from eqgen.runtime.solution import Solution
 
@@ -330,21 +439,21 @@ def simulate(model: Any, r: Resolved, explicit: set[str], *, d: int, seeds: int,
     label = f"simulating {model.name} (d = {d}, {seeds} seed{'s' if seeds != 1 else ''})"
     raw = run(module, s, W0, Ws, r.init["a"], r.init["a_star"], steps=steps, dt=dt,
               batch=batch, trained=trained, seeds=seeds, seed=seed, progress=progress,
-              label=label)
+              label=label, test_samples=test_samples)
 
-    T, S, p, _ = raw.Q.shape
-    per_seed = {"Q": raw.Q, "M": raw.M, "a": raw.a,
-                "P": np.broadcast_to(raw.P, (T, S, *raw.P.shape)),
-                "a_star": np.broadcast_to(raw.a_star, (T, S, *raw.a_star.shape))}
-    flat = {k: jnp.asarray(v.reshape(T * S, *v.shape[2:])) for k, v in per_seed.items()}
-    pj = {k: jnp.asarray(v) for k, v in params.items()}
-    obs = jax.jit(jax.vmap(module.observables, in_axes=(0, None)))(flat, pj)
+    per_seed_obs = per_seed_observables(module, raw, params)
+    if raw.risk_test is not None:  # the held-out estimate right after the analytic risk
+        per_seed_obs = _insert_after(per_seed_obs, "risk", "risk_test", raw.risk_test)
     observables: dict[str, np.ndarray] = {}
-    for name in module.OBSERVABLES:
-        v = np.asarray(obs[name]).reshape(T, S)
+    for name, v in per_seed_obs.items():
         observables[name] = v.mean(axis=1)
         observables[f"{name}_stderr"] = standard_error(v, axis=1)
-    states = {name: per_seed[name].mean(axis=1) for name in module.STATES}
+    states: dict[str, np.ndarray] = {}
+    for name, v in per_seed_states(module, raw).items():
+        states[name] = v.mean(axis=1)
+        if name in module.EVOLVING:
+            states[f"{name}_stderr"] = standard_error(v, axis=1)
+    S = raw.Q.shape[1]
     total = int(raw.steps[-1]) * S
     meta = {
         "model": model.name, "title": model.title, "family": model.family,
@@ -353,9 +462,53 @@ def simulate(model: Any, r: Resolved, explicit: set[str], *, d: int, seeds: int,
         "time_per_step": dt, "steps": int(raw.steps[-1]), "initial_weights": how,
         "seeds_share_initial_weights": True, "chunk": raw.chunk,
         "wall_seconds": raw.wall, "steps_per_second": total / raw.wall if raw.wall else None,
+        "test_samples": test_samples,
         "spec_sha256": model.spec.hash, "eqgen": eqgen.__version__,
     }
+    if raw.risk_test is not None:
+        meta["risk_test"] = (f"mean loss on {test_samples} fresh held-out samples per seed and "
+                             "output time (labels with their noise); risk_test_mc_error is the "
+                             "largest Monte Carlo standard error of one seed's value, "
+                             "√(var ℓ / N)")
+        meta["risk_test_mc_error"] = float(np.sqrt(np.nanmax(raw.risk_test_var)
+                                                   / test_samples))
     return Solution(raw.t, observables, states, meta)
+
+
+def per_seed_states(module: ModuleType, raw: Trajectories) -> dict[str, np.ndarray]:
+    """The measured states of every seed, (T, S, ...) each, in the module's order."""
+    T, S = raw.Q.shape[:2]
+    every = {"Q": raw.Q, "M": raw.M, "a": raw.a,
+             "P": np.broadcast_to(raw.P, (T, S, *raw.P.shape)),
+             "a_star": np.broadcast_to(raw.a_star, (T, S, *raw.a_star.shape))}
+    return {name: every[name] for name in module.STATES}
+
+
+def per_seed_observables(module: ModuleType, raw: Trajectories, params: Mapping[str, float]
+                         ) -> dict[str, np.ndarray]:
+    """The module's observables (risk, excess risk) evaluated analytically from the overlaps
+    measured on every seed: (T, S) each, in the module's order."""
+    import jax
+    import jax.numpy as jnp
+
+    T, S = raw.Q.shape[:2]
+    flat = {k: jnp.asarray(np.reshape(v, (T * S, *v.shape[2:])))
+            for k, v in per_seed_states(module, raw).items()}
+    pj = {k: jnp.asarray(float(v)) for k, v in params.items()}
+    obs = jax.jit(jax.vmap(module.observables, in_axes=(0, None)))(flat, pj)
+    return {name: np.asarray(obs[name]).reshape(T, S) for name in module.OBSERVABLES}
+
+
+def _insert_after(items: dict[str, np.ndarray], after: str, name: str, value: np.ndarray
+                  ) -> dict[str, np.ndarray]:
+    """`items` with `name: value` placed right after `after` (at the end without it)."""
+    out: dict[str, np.ndarray] = {}
+    for key, v in items.items():
+        out[key] = v
+        if key == after:
+            out[name] = value
+    out.setdefault(name, value)
+    return out
 
 
 def standard_error(v: np.ndarray, axis: int) -> np.ndarray:

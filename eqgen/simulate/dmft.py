@@ -1,7 +1,8 @@
-"""Finite-d simulation of multi-pass SGD on a reused data set (THEORY §2.1), for a `DmftProblem`.
+"""Finite-d simulation of multi-pass SGD on a reused data set, for a `DmftProblem`.
 
-This is the ground truth the DMFT is checked against, so it runs the *same discrete dynamics*
-the DMFT describes, with nothing added or averaged:
+The setting is that of docs/dmft.md (Setting). This is the ground truth the DMFT is checked
+against, so it runs the *same discrete dynamics* the DMFT describes, with nothing added or
+averaged:
 
 - n = round(α d) samples drawn once and reused at every step; v* ~ N(0, I_d) rescaled so
   |v*|² = d exactly. Mixture: x_μ = c_μ v*/√d + √Δ z_μ, label from the cluster. GLM:
@@ -13,8 +14,12 @@ the DMFT describes, with nothing added or averaged:
 
 Only the noise matrix Z (n × d) is stored; the inputs are never formed, since
 h_μ = c_μ (w·v*)/d + √Δ z_μ·w/√d and Σ_μ g_μ x_μ/√d = (Σ_μ g_μ c_μ) v*/d + √Δ Zᵀg/√d.
-Time is a `lax.scan` (one jitted program per problem and d, cached); seeds run one after the
-other, so memory stays at one n × d matrix (d = 4000, α = 3: 384 MB in float64).
+Time is a `lax.scan`, run in a few pieces of `chunk_steps` steps that carry the weights and
+the selection from one piece to the next (one jitted program per problem, d and piece length,
+cached), so that a progress bar can move within a run; the pieces change nothing in the numbers
+(the selection of step k is drawn from `fold_in(selection_key, k)` whatever the piece). Seeds
+run one after the other, never vectorised: each needs its own n × d data matrix (d = 4000,
+α = 3: 384 MB in float64), so memory stays at one of them whatever the number of seeds.
 """
 
 from __future__ import annotations
@@ -32,7 +37,8 @@ from eqgen.runtime.dmft_problem import DmftProblem
 
 jax.config.update("jax_enable_x64", True)  # float64 throughout, before any array exists
 
-Progress = Callable[[str], None]
+Progress = Callable[[int], None]  # called with the steps done so far, summed over seeds
+PIECES = 16  # pieces per run by default: the progress granularity
 
 
 class Dataset(NamedTuple):
@@ -69,7 +75,7 @@ def seed_keys(seed: int, index: int) -> tuple[jax.Array, jax.Array]:
 
 
 def draw_dataset(problem: DmftProblem, d: int, key: jax.Array) -> Dataset:
-    """Draw the n samples, the signal v* and w(0) (THEORY §2.1); pure, so jit-able."""
+    """Draw the n samples, the signal v* and w(0) (docs/dmft.md, Setting); pure, so jit-able."""
     n = n_samples(problem, d)
     kv, kw, kc, kz = jax.random.split(key, 4)
     v = jax.random.normal(kv, (d,))
@@ -95,66 +101,97 @@ def design_matrix(problem: DmftProblem, data: Dataset) -> jax.Array:
             + math.sqrt(input_variance(problem)) * data.z)
 
 
-def _trajectory(problem: DmftProblem, d: int, data_key: jax.Array,
-                selection_key: jax.Array) -> dict[str, jax.Array]:
-    """m, Q, training loss and training error at steps k = 0..K of one simulation."""
-    data = draw_dataset(problem, d, data_key)
+def _step_function(problem: DmftProblem, d: int, data: Dataset, selection_key: jax.Array
+                   ) -> Callable[..., tuple[tuple[jax.Array, jax.Array], tuple[jax.Array, ...]]]:
+    """One step k of the dynamics: observe w_k (m, Q, training loss and error), then update
+    w and the selection. The scan body; pure, so jit-able."""
     z, c, y, v = data.z, data.c, data.y, data.v
     root_d = math.sqrt(d)
     root_delta = math.sqrt(input_variance(problem))
     eta, lam, kappa = problem.eta, problem.lam, problem.kappa
 
-    def fields(w: jax.Array) -> jax.Array:
-        """h_μ = w·x_μ/√d."""
-        return c * (w @ v / d) + root_delta * (z @ w) / root_d
-
-    def observe(w: jax.Array, h: jax.Array) -> tuple[jax.Array, ...]:
-        return (w @ v / d, w @ w / d, jnp.mean(problem.loss(y, h)),
-                jnp.mean(problem.errors(y, h)))
-
     def step(carry: tuple[jax.Array, jax.Array], k: jax.Array
              ) -> tuple[tuple[jax.Array, jax.Array], tuple[jax.Array, ...]]:
         w, s = carry
-        h = fields(w)
+        h = c * (w @ v / d) + root_delta * (z @ w) / root_d  # h_μ = w·x_μ/√d
         g = s * problem.dloss(y, h) / kappa
         force = (g @ c) * v / d + root_delta * (g @ z) / root_d  # κ⁻¹ Σ_μ s ℓ' x_μ/√d
         w_next = w - eta * (lam * w + force)
         s_next = problem.selection_next(jax.random.fold_in(selection_key, k + 1), s)
-        return (w_next, s_next), observe(w, h)
+        seen = (w @ v / d, w @ w / d, jnp.mean(problem.loss(y, h)),
+                jnp.mean(problem.errors(y, h)))
+        return (w_next, s_next), seen
 
-    s0 = problem.selection_start(jax.random.fold_in(selection_key, 0), y.shape)
-    (w_last, _), history = jax.lax.scan(step, (data.w0, s0), jnp.arange(problem.steps))
-    last = observe(w_last, fields(w_last))
-    names = ("m", "Q", "train_loss", "train_error")
-    return {name: jnp.concatenate([series, value[None]])
-            for name, series, value in zip(names, history, last, strict=True)}
+    return step
+
+
+def _start(problem: DmftProblem, d: int, data_key: jax.Array, selection_key: jax.Array
+           ) -> tuple[Dataset, tuple[jax.Array, jax.Array]]:
+    """The data set and the initial carry (w(0), s(0)) of one run."""
+    data = draw_dataset(problem, d, data_key)
+    s0 = problem.selection_start(jax.random.fold_in(selection_key, 0), data.y.shape)
+    return data, (data.w0, s0)
+
+
+def _piece(problem: DmftProblem, d: int, length: int, data: Dataset, selection_key: jax.Array,
+           carry: tuple[jax.Array, jax.Array], first: jax.Array
+           ) -> tuple[tuple[jax.Array, jax.Array], tuple[jax.Array, ...]]:
+    """Steps first..first+length−1 from `carry`: the carry after them and what each observed."""
+    step = _step_function(problem, d, data, selection_key)
+    return jax.lax.scan(step, carry, first + jnp.arange(length))
 
 
 @lru_cache(maxsize=8)
-def _compiled(problem: DmftProblem, d: int) -> Callable[..., dict[str, jax.Array]]:
-    """The jitted trajectory of one (problem, d), kept so that repeated calls do not recompile."""
-    return jax.jit(partial(_trajectory, problem, d))
+def _compiled(problem: DmftProblem, d: int, length: int | None) -> Callable:
+    """The jitted start (`length=None`) or piece of `length` steps of one (problem, d), kept so
+    that repeated calls do not recompile."""
+    if length is None:
+        return jax.jit(partial(_start, problem, d))
+    return jax.jit(partial(_piece, problem, d, length))
 
 
-def _runner(problem: DmftProblem, d: int) -> Callable[..., dict[str, jax.Array]]:
-    """The cached jitted trajectory, or a fresh one when the problem cannot be hashed."""
+def _runner(problem: DmftProblem, d: int, length: int) -> tuple[Callable, Callable]:
+    """The cached jitted (start, piece), or fresh ones when the problem cannot be hashed."""
     try:
-        return _compiled(problem, d)
+        return _compiled(problem, d, None), _compiled(problem, d, length)
     except TypeError:  # a problem with an unhashable field: compile for this call only
-        return jax.jit(partial(_trajectory, problem, d))
+        return jax.jit(partial(_start, problem, d)), jax.jit(partial(_piece, problem, d, length))
+
+
+def _run(problem: DmftProblem, d: int, keys: tuple[jax.Array, jax.Array], length: int,
+         done: Callable[[int], None]) -> dict[str, np.ndarray]:
+    """m, Q, training loss and training error at steps k = 0..K of one run, scanned in pieces
+    of `length` steps; `done(k)` after each piece. The last piece may run past K: its extra
+    steps are dropped (they observe and update, but nothing reads them)."""
+    start, piece = _runner(problem, d, length)
+    data, carry = start(*keys)
+    total = problem.steps + 1  # observations at k = 0..K
+    pieces: list[tuple[np.ndarray, ...]] = []
+    for first in range(0, total, length):
+        carry, seen = piece(data, keys[1], carry, jnp.int64(first))
+        pieces.append(tuple(np.asarray(x) for x in seen))
+        done(min(first + length, total) - 1)
+    names = ("m", "Q", "train_loss", "train_error")
+    return {name: np.concatenate([p[i] for p in pieces])[:total]
+            for i, name in enumerate(names)}
 
 
 def simulate_dmft(problem: DmftProblem, d: int, seeds: int = 4, seed: int = 0,
-                  progress: Progress | None = None) -> dict[str, np.ndarray]:
+                  progress: Progress | None = None, chunk_steps: int | None = None
+                  ) -> dict[str, np.ndarray]:
     """Simulate the discrete dynamics at dimension d, for `seeds` independent data sets.
 
     **Arguments**
     - `problem`: the model (data, loss, selection, step, initial overlaps, t_max).
     - `d`: the input dimension; n = round(α d) samples.
-    - `seeds`: number of independent runs; run i uses `jax.random.fold_in(PRNGKey(seed), i)`,
-      split into a data key and a selection key (`seed_keys`).
+    - `seeds`: number of independent runs, one after the other (memory: one data set);
+      run i uses `jax.random.fold_in(PRNGKey(seed), i)`, split into a data key and a
+      selection key (`seed_keys`).
     - `seed`: the base seed (the same seed gives the same numbers).
-    - `progress`: called with a short message after each run, if given.
+    - `progress`: called with the number of steps done so far (summed over seeds, out of
+      K · seeds) after each piece of a run, if given.
+    - `chunk_steps`: steps per piece of the scan (default: about K/16); any value gives the
+      same numbers.
 
     **Returns** a dict of numpy arrays: `t` (K+1,), and `m`, `Q`, `train_loss`, `train_error`,
     `test_error`, `test_loss`, each (seeds, K+1), at t_k = k η for k = 0..K. The test metrics
@@ -162,13 +199,17 @@ def simulate_dmft(problem: DmftProblem, d: int, seeds: int = 4, seed: int = 0,
     """
     if d < 1 or seeds < 1:
         raise ValueError(f"need d >= 1 and seeds >= 1, got d={d}, seeds={seeds}")
-    run = _runner(problem, d)
+    K = problem.steps
+    length = int(chunk_steps) if chunk_steps is not None else -(-(K + 1) // PIECES)
+    if length < 1:
+        raise ValueError(f"chunk_steps must be at least 1, got {chunk_steps}")
     runs: list[dict[str, np.ndarray]] = []
     for index in range(seeds):
-        out = run(*seed_keys(seed, index))
-        runs.append({name: np.asarray(value) for name, value in out.items()})
-        if progress is not None:
-            progress(f"simulation d={d}: seed {index + 1}/{seeds} done")
+        def done(k: int, index: int = index) -> None:
+            if progress is not None:
+                progress(index * K + k)
+
+        runs.append(_run(problem, d, seed_keys(seed, index), min(length, K + 1), done))
     result = {name: np.stack([r[name] for r in runs]) for name in runs[0]}
     test_error, test_loss = problem.test_metrics(result["m"].ravel(), result["Q"].ravel())
     shape = result["m"].shape
