@@ -103,7 +103,7 @@ def _formula(lhs: str, expr: sp.Expr) -> str:
     return f"\n\\begin{{align*}}\n{where}\n\\end{{align*}}\n"
 
 
-# -- committee models (THEORY §1) ---------------------------------------------------------------
+# -- committee models (docs/theory.md) -------------------------------------------------------------
 def _factor_name(eq: Any, f: sp.Expr, i: int) -> str:
     if f == convert.Z:
         return f"h_{i}"
@@ -318,8 +318,9 @@ def committee_document(eq: Any) -> str:
     return "".join(out)
 
 
-# -- DMFT models (THEORY §2) --------------------------------------------------------------------
-# The symbols of the DMFT equations, by role (THEORY §2): each stands for the spec expression
+# -- DMFT models (docs/dmft.md, Theory) ------------------------------------------------------------
+# The symbols of the DMFT equations, by role (docs/dmft.md, Theory): each stands for the spec
+# expression
 # given for that role (`_dmft_role_values`).
 DMFT_ROLES = (("alpha", r"\alpha"), ("Delta", r"\Delta"), ("rho", r"\rho"),
               ("lambda", r"\lambda"), ("eta", r"\eta"), ("b", "b"), ("tau", r"\tau"),
@@ -436,7 +437,8 @@ class _Protected:
 
 def dmft_document(eq: Any) -> str:
     """A standalone document for a DMFT model: data, dynamics, the effective process, the
-    kernels ν̂, M_C, M_R, the responses, the m-equation and the observables (THEORY §2), one
+    kernels ν̂, M_C, M_R, the responses, the m-equation and the observables (docs/dmft.md, Theory),
+    one
     `align` block per dynamical quantity."""
     from eqgen.theories.dmft import H
 

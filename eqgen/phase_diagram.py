@@ -1,4 +1,5 @@
-"""The (κ, δ) phase diagram of online SGD (THEORY §1.3; Veiga et al. 2022, "Phase diagram of
+"""The (κ, δ) phase diagram of online SGD (docs/theory.md, Regimes; Veiga et al. 2022, "Phase
+diagram of
 stochastic gradient descent in high-dimensional two-layer neural networks").
 
 With p ~ d^κ and γ = γ₀ d^{−δ}, every point of the (κ, δ) plane is classified by
@@ -9,7 +10,7 @@ Two numerical constructions give each solvable point a final excess risk:
 - `limit` (default): the limiting ODE of the point's class, derived and compiled once per class
   (at most three models, each from the spec with its `regime` statement replaced). Within a
   class the limit does not depend on (κ, δ), so each class is solved once and its value shown
-  on all of its points; every class keeps its own time unit (THEORY §1.3).
+  on all of its points; every class keeps its own time unit (docs/theory.md, Regimes).
 - `d_ref = D`: the crossover at a finite reference dimension D. Only γ c_p enters the ODE's
   right-hand side and it scales as d^{−(κ+δ)}, so every point is solved with the full
   high-dimensional ODE at γ_eff = γ · D^{−(κ+δ)} (one compiled model, one vmapped sweep; the
@@ -52,7 +53,7 @@ def exact(v: float) -> Fraction:
 
 
 def regime_class(kappa: float, delta: float) -> str:
-    """The class of (κ, δ) by THEORY §1.3 (`regimes.classify`), or `no_ode_limit`."""
+    """The class of (κ, δ) by docs/theory.md, Regimes (`regimes.classify`), or `no_ode_limit`."""
     try:
         return classify("exponents", exact(kappa), exact(delta)).name
     except NoOdeLimit:
@@ -224,7 +225,7 @@ def plot_phase_diagram(res: SweepResult, path: str | Path,
         matplotlib.lines.Line2D([], [], color="k", lw=1.2, label="κ + δ = 0"),
         matplotlib.lines.Line2D([], [], color="k", ls="--", lw=1.2, label="δ = −(κ+1)/2")],
         fontsize=7, loc="upper right")
-    ax_c.set_title("regime (THEORY §1.3)")
+    ax_c.set_title("regime")
     how = res.metadata.get("phase_diagram", "limit")
     ax_r.set_title(f"final {observable} ({how})")
     fig.suptitle(f"{res.metadata.get('model', '')}: phase diagram of online SGD")

@@ -155,7 +155,7 @@ def model_page(path: Path, simulate: bool, refresh: bool, samples: int) -> tuple
 # -- famous curves ------------------------------------------------------------------------------
 def plateau_figure(out: Path) -> str:
     """Saad–Solla plateau and escape: K = 3, unit readouts, starts that break the student
-    symmetry by ε₀ = 1e-2, 1e-4, 1e-6; the plateau height is THEORY §1.5's ε*."""
+    symmetry by ε₀ = 1e-2, 1e-4, 1e-6; the plateau height is docs/theory.md, Facts's ε*."""
     import eqgen
 
     k = 3
@@ -178,7 +178,7 @@ def plateau_figure(out: Path) -> str:
             for j in range(k):
                 ax_m.semilogx(sol.t[1:], sol["M"][1:, j, 0], label=f"$M_{{{j + 1}1}}$")
     ax.axhline(plateau, color="k", ls=":", lw=1,
-               label=r"gradient-flow plateau $\varepsilon^*$ (THEORY §1.5)")
+               label=r"gradient-flow plateau $\varepsilon^*$")
     ax.set_xlabel("t (Saad–Solla units, t = steps · η / d)")
     ax.set_ylabel("excess risk ε")
     ax.set_title(f"Saad–Solla, K = {k}, η = 0.5: plateau and escape")

@@ -1,4 +1,4 @@
-"""Writes the JAX module of a DMFT model: its per-sample functions (THEORY §2).
+"""Writes the JAX module of a DMFT model: its per-sample functions (docs/dmft.md, Theory).
 
 The module holds what differs between DMFT models — ℓ, ℓ' and ℓ'' (derived by sympy), the label
 rule ŷ, the GLM target, the clusters and the points where ŷ jumps — as plain elementwise JAX

@@ -1,4 +1,5 @@
-"""The DMFT forward sweep (THEORY §2.3): one causal pass over time with N sampled trajectories.
+"""The DMFT forward sweep (docs/dmft.md, The discrete recursion): one causal pass over time with N
+sampled trajectories.
 
 Why a forward sweep and not damped fixed-point iteration: in discrete time every kernel at step
 k depends only on the trajectories up to step k, so the self-consistent solution is reached in
@@ -328,7 +329,7 @@ def sweep(problem: DmftProblem, samples: int = 20_000, seed: int = 0,
     - `response_samples`: how many of them carry the responses χ from which M_R is estimated
       (default: all that fit in `memory_budget_bytes`, at about 4 (K+2)² bytes each).
     - `drop_earlier_curvature`: a planted error for tests — M_R without the factor ℓ''(t'),
-      which THEORY §2.2 warns gives plausible-looking, wrong curves.
+      which docs/dmft.md, Theory warns gives plausible-looking, wrong curves.
 
     **Returns** a `DmftResult` (t, m, Q, training and test loss and error, kernels).
     """

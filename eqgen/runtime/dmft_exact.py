@@ -5,9 +5,11 @@ every step (GD / gradient flow), the effective process is linear: within each cl
 h(t) and g(t) are affine functions of finitely many independent standard normals — ξ (the
 field along the signal), r0 (the initial orthogonal field) and the noise normals ζ_0..ζ_K —
 and the responses χ are deterministic. Representing every quantity by its coefficients on
-(1, ξ, r0, ζ_0, ..., ζ_K), one per cluster, turns each average of THEORY §2.3 into an exact
+(1, ξ, r0, ζ_0, ..., ζ_K), one per cluster, turns each average of docs/dmft.md, The discrete
+recursion into an exact
 bilinear form, so the sweep has no Monte Carlo error at all. Used by tests against the
-Marchenko–Pastur closed form (THEORY §2.4) and by `solve(..., exact=True)`.
+Marchenko–Pastur closed form (docs/dmft.md, the square-loss closed form) and by `solve(...,
+exact=True)`.
 """
 
 from __future__ import annotations

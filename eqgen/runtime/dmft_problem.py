@@ -1,11 +1,13 @@
 """`DmftProblem`: one perceptron-on-reused-samples model as numbers and per-sample functions.
 
 This is what the DMFT forward sweep, the finite-d simulator and the numpy baseline share
-(THEORY §2): the data distribution, the loss and its h-derivatives, the label rule, the selection
+(docs/dmft.md, Theory): the data distribution, the loss and its h-derivatives, the label rule, the
+selection
 process and the initial overlaps. It knows nothing of the spec language or of sympy: the model
 layer builds it from a generated module and resolved parameters.
 
-Conventions (THEORY §2.1): per sample a cluster c with probability `cluster_probs`, the field
+Conventions (docs/dmft.md, Setting): per sample a cluster c with probability `cluster_probs`, the
+field
 along the signal a = c + √Δ ξ, and the label y = `cluster_labels[c]` (mixtures) or y = f(a)
 (teacher–student GLM, where c = 0 and Δ = 1). The error of a prediction is 1{ŷ(h) ≠ y} for
 mixtures and 1{ŷ(h) ≠ ŷ(y)} for a GLM (the sign agreement, for regression targets).
@@ -76,7 +78,7 @@ class DmftProblem:
 
     @property
     def p_on(self) -> float:
-        """P(s: 0 → 1) per step: η/τ (THEORY §2.1)."""
+        """P(s: 0 → 1) per step: η/τ (docs/dmft.md, Setting)."""
         return 1.0 if self.b >= 1 else self.eta / self.tau
 
     @property
@@ -125,7 +127,7 @@ class DmftProblem:
 
     # -- test metrics from overlaps ---------------------------------------------------------------
     def test_metrics(self, m: np.ndarray, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Test error and test loss at overlaps (m, Q) for a fresh sample (THEORY §2.2).
+        """Test error and test loss at overlaps (m, Q) for a fresh sample (docs/dmft.md, Theory).
 
         Mixtures: h | c ~ N(c m, ΔQ). GLM: h = m a + √(Q − m²) ζ with a, ζ ~ N(0, 1).
         """

@@ -476,7 +476,7 @@ def build_committee(mf: ast.ModelFile) -> CommitteeSpec:
         v = _single_value(c, seen["regime"], "regime")
         if isinstance(v, ast.Name) and v.id in ("gradient_flow", "high_dimensional"):
             regime = Regime(v.id, pos=v.pos)
-        elif isinstance(v, ast.Name) and v.id == "mean_field":  # THEORY §1.3, p → ∞
+        elif isinstance(v, ast.Name) and v.id == "mean_field":  # docs/theory.md, Regimes, p → ∞
             regime = Regime("gradient_flow", pos=v.pos, reduction="mean_field")
         elif isinstance(v, ast.Call) and v.func == "exponents":
             kw = _kwargs(c, v, ("kappa", "delta"), "exponents()")

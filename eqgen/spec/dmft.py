@@ -1,4 +1,5 @@
-"""The typed spec of a DMFT model (a perceptron trained on reused samples, THEORY §2), built
+"""The typed spec of a DMFT model (a perceptron trained on reused samples, docs/dmft.md, Theory),
+built
 from a parsed file with every problem collected, and its resolution to numbers."""
 
 from __future__ import annotations
@@ -427,7 +428,7 @@ def resolve_dmft(spec: DmftSpec, overrides: Mapping[str, float] | None = None) -
         need(eta <= limit * (1 + 1e-12),
              f"the step η = {eta:g} is too large for persistent SGD with b = {b:g}, "
              f"τ = {tau:g}: the selection probabilities exceed 1", spec.persistence or spec.step,
-             f"persistent SGD needs η ≤ τ·min(1, b/(1−b)) = {limit:g} (THEORY §2.1)")
+             f"persistent SGD needs η ≤ τ·min(1, b/(1−b)) = {limit:g}")
     if spec.smoothing is not None:
         temperature = env.get(spec.smoothing, 0.0)
         need(temperature > 0, f"the hinge's smoothing {spec.smoothing} must be positive, got "

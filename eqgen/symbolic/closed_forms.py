@@ -1,8 +1,9 @@
-"""Literature closed forms for the Gaussian integrals of two-layer-network ODEs (THEORY §1.4).
+"""Literature closed forms for the Gaussian integrals of two-layer-network ODEs (docs/numerics.md,
+The expectation engine).
 
 Every function takes the covariance matrix `C` of the fields *in the order the integral writes
 them* (a sympy matrix, entries symbols or numbers) and returns a sympy expression in its entries.
-Indices in the docstrings are 1-based as in THEORY; `C[0, 1]` is `C12`.
+Indices in the docstrings are 1-based as in docs/theory.md; `C[0, 1]` is `C12`.
 
 Notation: `σ(x) = erf(x/√2)`, `σ'(x) = √(2/π) exp(-x²/2)`; `relu(x) = max(0, x)`,
 `relu'(x) = Θ(x)` (Heaviside).
@@ -61,7 +62,8 @@ def erf_i3(c: sympy.Matrix) -> sympy.Expr:
 
 
 def _lambdas(c: sympy.Matrix) -> tuple[sympy.Expr, sympy.Expr, sympy.Expr, sympy.Expr]:
-    """`(Λ4, Λ0, Λ1, Λ2)` of THEORY §1.4 for the I4 family (0-based entries)."""
+    """`(Λ4, Λ0, Λ1, Λ2)` of docs/numerics.md, The expectation engine for the I4 family (0-based
+    entries)."""
     c11, c12, c22 = c[0, 0], c[0, 1], c[1, 1]
     lam4 = (1 + c11) * (1 + c22) - c12**2
 
@@ -81,7 +83,8 @@ def _lambdas(c: sympy.Matrix) -> tuple[sympy.Expr, sympy.Expr, sympy.Expr, sympy
 
 def erf_i4(c: sympy.Matrix) -> sympy.Expr:
     """`E[σ'(h1) σ'(h2) σ(h3) σ(h4)] = 4 / (π² √Λ4) · arcsin(Λ0 / √(Λ1 Λ2))`
-    (Saad & Solla 1995; Λ notation of Goldt et al. 2019, see THEORY §1.4)."""
+    (Saad & Solla 1995; Λ notation of Goldt et al. 2019, see docs/numerics.md, The expectation
+    engine)."""
     lam4, lam0, lam1, lam2 = _lambdas(c)
     return 4 / (_pi**2 * sympy.sqrt(lam4)) * sympy.asin(lam0 / sympy.sqrt(lam1 * lam2))
 

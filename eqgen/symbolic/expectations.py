@@ -6,7 +6,7 @@ Routes, most exact first:
 
 1. **Literature closed forms** (`closed_forms`) when the factors match a known pattern up to
    amplitudes and order: erf I2 / I3 / I4 / J2, ReLU I2 / I3 / J2, and their linear-teacher
-   variants. These are returned exactly as THEORY §1.4 writes them.
+   variants. These are returned exactly as docs/numerics.md, The expectation engine writes them.
 2. **The exact engine**, on the term decomposition of `activations.classify` (multilinear
    expansion of sums), recursively:
    - constant factors are pulled out; an odd integrand (definite parities) gives 0;

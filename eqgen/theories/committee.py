@@ -1,4 +1,4 @@
-"""Derivation of the order-parameter ODEs of online SGD in two-layer networks (THEORY §1).
+"""Derivation of the order-parameter ODEs of online SGD in two-layer networks (docs/theory.md).
 
 The result, `CommitteeEquations`, is symbolic and in index form: it says which Gaussian
 integrals (I2, I3, I4, J2) appear, between which classes of units, with their closed forms (or a
@@ -244,7 +244,8 @@ def _refuse_kinked_quadrature(spec: CommitteeSpec, integrals: list[Integral]) ->
 
 
 def derive(spec: CommitteeSpec) -> CommitteeEquations:
-    """Derive the ODEs of THEORY §1.2 for `spec` (square loss: index form with closed forms)."""
+    """Derive the ODEs of docs/theory.md, The ODEs for `spec` (square loss: index form with closed
+    forms)."""
     regime = regime_of(spec)
     sigma = student_activation(spec)
     g = convert.activation(spec.teacher.activation)

@@ -1,4 +1,4 @@
-"""The DMFT family (THEORY §2): what sympy derives from a perceptron spec.
+"""The DMFT family (docs/dmft.md, Theory): what sympy derives from a perceptron spec.
 
 The DMFT closure itself (the effective process, kernels ν̂, M_C, M_R, the responses χ and R,
 the m-equation) is the same for every model of the family; what changes from spec to spec is

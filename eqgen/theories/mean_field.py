@@ -1,4 +1,4 @@
-"""The mean-field (large-p) reduction of the committee ODEs (THEORY §1.3).
+"""The mean-field (large-p) reduction of the committee ODEs (docs/theory.md, Regimes).
 
 With P = I in high dimension the student weights stay close to the teacher subspace, apart from
 one private direction each: Q ≈ MMᵀ + diag(q⊥). The reduced state is M (p×k) and q⊥ (p), O(pk)

@@ -1,4 +1,5 @@
-"""Scaling regimes of online SGD (THEORY §1.3; Veiga et al. 2022): which ODE terms survive.
+"""Scaling regimes of online SGD (docs/theory.md, Regimes; Veiga et al. 2022): which ODE terms
+survive.
 
 With p ~ d^κ and γ = γ₀ d^{−δ}, the SGD noise enters through γ c_p ~ d^{−(κ+δ)} (c_p = 1/p).
 """
@@ -43,7 +44,7 @@ NOISE_DOMINATED = RegimeInfo(
 
 def classify(kind: str, kappa: Fraction | None = None, delta: Fraction | None = None
              ) -> RegimeInfo:
-    """The regime for a named kind, or for exponents (κ, δ) by the table of THEORY §1.3.
+    """The regime for a named kind, or for exponents (κ, δ) by the table of docs/theory.md, Regimes.
 
     Raises `NoOdeLimit` with the reason when −δ ≥ (κ + 1)/2.
     """
