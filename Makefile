@@ -34,10 +34,12 @@ bench: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict --site-dir site
 
-# regenerate docs/gallery (pages, equations, curves) from models/*.eqg; expensive simulations
-# are reused from their figures (GALLERY_ARGS=--simulate computes missing ones, --refresh all)
+# regenerate docs/gallery (pages, equations, curves) from models/*.eqg and the README example's
+# figure; expensive simulations are reused from their figures (GALLERY_ARGS=--simulate computes
+# missing ones, --refresh all)
 gallery: $(STAMP)
 	$(BIN)/python scripts/gallery.py $(GALLERY_ARGS)
+	$(BIN)/python scripts/readme_example.py > /dev/null
 
 clean:
 	rm -rf out .pytest_cache site

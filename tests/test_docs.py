@@ -90,3 +90,56 @@ def test_pages_hold_no_machine_paths() -> None:
     made them."""
     for page in (ROOT / "docs").rglob("*.md"):
         assert str(ROOT) not in page.read_text(), page
+
+
+NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]?\d+)?")
+
+
+def test_readme_example_prints_what_the_readme_shows(tmp_path: Path) -> None:
+    """The README's Python example, run as written, prints its ```text block (numbers to 1e-4
+    relative: they come from an adaptive solver); `scripts/readme_example.py` refreshes both
+    the block's source and the figure."""
+    spec = importlib.util.spec_from_file_location("readme_example",
+                                                  ROOT / "scripts" / "readme_example.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    readme = (ROOT / "README.md").read_text()
+    printed = mod.run_example(mod.example_code(readme), tmp_path)
+    shown = mod.shown_output(readme)
+    assert NUMBER.sub("#", printed) == NUMBER.sub("#", shown), \
+        "the README example's output changed: run scripts/readme_example.py"
+    got = [float(x) for x in NUMBER.findall(printed)]
+    want = [float(x) for x in NUMBER.findall(shown)]
+    assert got == pytest.approx(want, rel=1e-4)
+    assert (tmp_path / "plateau.png").stat().st_size > 10_000
+
+
+# comparison figures whose theory starts from the spec's own overlaps (the others start from
+# overlaps measured in their simulation at small d, which comparison.json does not keep)
+SPEC_START_CASES = ["committee_erf", "saad_solla", "committee_square", "committee_hermite",
+                    "committee_hermite_d500", "committee_trained_readout"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", SPEC_START_CASES)
+def test_comparison_figures_show_the_current_theory(name: str) -> None:
+    """docs/figures/compare_*.png are made by scripts/compare_plots.py, which is too slow for
+    every docs build; what they show of the theory is kept in comparison.json and must still be
+    what eqgen solves today (else: `scripts/compare_plots.py --only NAME`)."""
+    import json
+
+    import numpy as np
+
+    import eqgen
+
+    spec = importlib.util.spec_from_file_location("compare_plots",
+                                                  ROOT / "scripts" / "compare_plots.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    case = {c[0]: c for c in mod.CASES}[name]
+    row = json.loads((DOCS / "figures" / "comparison.json").read_text())[name]
+    t = np.array(row["series"]["t"])
+    shown = np.array(row["series"]["excess_risk"])
+    sol = eqgen.load(ROOT / "models" / f"{case[1]}.eqg").solve(params=case[2], save_at=t)
+    np.testing.assert_allclose(sol["excess_risk"], shown, rtol=1e-4, atol=1e-9,
+                               err_msg=f"stale: run scripts/compare_plots.py --only {name}")
