@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
@@ -31,23 +32,13 @@ class Diagnostic:
 
         Tabs in the quoted line are expanded and control characters shown as visible symbols
         (one character each), and the caret is placed on the expanded text, so that it sits
-        under column `col` whatever the line holds.
+        under column `col` whatever the line holds. A long line is cut to a window around the
+        column first, so that the cost does not grow with the length of the line.
         """
         where = f"{self.path}:{self.line}:{self.col}" if self.line else self.path
         out = [f"{where}: error: {self.message}"]
         if self.source_line is not None and self.line:
-            raw = self.source_line.rstrip("\r\n")
-            before = raw[: max(self.col - 1, 0)]
-            start = len(before.expandtabs(TAB))  # the caret's offset on the shown text
-            end = len(raw[: max(self.col - 1, 0) + max(self.width, 1)].expandtabs(TAB))
-            width = max(1, end - start)
-            text = visible(raw.expandtabs(TAB))
-            if len(text) > 200:  # keep very long lines readable: show a window around the column
-                first = max(0, start - 100)
-                text = ("..." if first else "") + text[first : first + 200]
-                start = start - first + (3 if first else 0)
-            out.append(f"    {text}")
-            out.append("    " + " " * start + "^" * max(1, min(width, 80)))
+            out += _quote(self.source_line.rstrip("\r\n"), max(self.col - 1, 0), self.width)
         if self.hint:
             out.append(f"  hint: {self.hint}")
         return "\n".join(out)
@@ -59,6 +50,23 @@ class Diagnostic:
 
 
 TAB = 4
+WINDOW = 200  # the most characters of a source line quoted (a window around the column)
+MAX_CARET = 80
+
+
+def _quote(raw: str, offset: int, width: int) -> list[str]:
+    """The quoted line and the caret line under characters `offset` .. `offset + width` of
+    `raw`: only a window of WINDOW characters around the offset is shown (and processed)."""
+    first = max(0, offset - WINDOW // 2) if len(raw) > WINDOW else 0
+    piece = raw[first : first + WINDOW]
+    rel = offset - first
+    start = len(piece[:rel].expandtabs(TAB))  # the caret's offset on the shown text
+    end = len(piece[: rel + max(width, 1)].expandtabs(TAB))
+    text = visible(piece.expandtabs(TAB))
+    if first:
+        text, start, end = "..." + text, start + 3, end + 3
+    caret = "^" * max(1, min(end - start, MAX_CARET))
+    return [f"    {text}", "    " + " " * start + caret]
 
 
 def visible(text: str) -> str:
@@ -88,9 +96,15 @@ class EqgenError(Exception):
 
 
 class SpecError(EqgenError):
-    """The spec (or an input file derived from it) is wrong; lists every problem found."""
+    """The spec (or an input file derived from it) is wrong; lists every problem found.
+
+    The same problem repeated along one line (an unknown name used a thousand times) is one
+    entry that says how often it occurs, and at most MAX_SHOWN entries are printed, so that the
+    report of a hostile file stays short and quick to produce.
+    """
 
     exit_code = 1
+    MAX_SHOWN = 50
 
     def __init__(self, diagnostics: list[Diagnostic] | Diagnostic):
         if isinstance(diagnostics, Diagnostic):
@@ -98,13 +112,44 @@ class SpecError(EqgenError):
         # one entry per problem, grouped by file (in order of appearance), in source order
         unique = list(dict.fromkeys(diagnostics))
         files = {d.path: i for i, d in reversed(list(enumerate(unique)))}
-        self.diagnostics = sorted(unique, key=lambda d: (files[d.path], *d.sort_key))
-        super().__init__("\n".join(d.format() for d in self.diagnostics))
+        self.diagnostics = _merge_repeats(
+            sorted(unique, key=lambda d: (files[d.path], *d.sort_key)))
+        super().__init__(f"{len(self.diagnostics)} problem(s) in {', '.join(files)}")
+
+    def __str__(self) -> str:
+        return self._shown()
+
+    def _shown(self) -> str:
+        """The first MAX_SHOWN diagnostics, formatted, and how many more there are."""
+        shown = [d.format() for d in self.diagnostics[: self.MAX_SHOWN]]
+        rest = len(self.diagnostics) - len(shown)
+        if rest:
+            shown.append(f"... and {rest} more problem{'s' if rest != 1 else ''} (not shown)")
+        return "\n".join(shown)
 
     def format(self) -> str:
         n = len(self.diagnostics)
         tail = f"\n{n} problem{'s' if n != 1 else ''} found" if n > 1 else ""
-        return "\n".join(d.format() for d in self.diagnostics) + tail
+        return self._shown() + tail
+
+
+def _merge_repeats(diagnostics: list[Diagnostic]) -> list[Diagnostic]:
+    """Diagnostics in order, each run of the same message and hint on one line of one file
+    kept once (at its first column), with how many more times it occurs there."""
+    groups: dict[tuple[Any, ...], list[Diagnostic]] = {}
+    for d in diagnostics:
+        key = (d.path, d.line, d.message, d.hint) if d.line else (id(d),)
+        groups.setdefault(key, []).append(d)
+    out = []
+    for group in groups.values():
+        first = group[0]
+        if len(group) > 1:
+            more = len(group) - 1
+            first = dataclasses.replace(
+                first, message=f"{first.message} (and {more} more time{'s' if more != 1 else ''}"
+                               " on this line)")
+        out.append(first)
+    return out  # groups keep the order of their first members
 
 
 class UsageError(EqgenError):

@@ -28,6 +28,9 @@ STATE_NAMES = ("Q", "M", "P", "a", "a_star")
 REGIMES = ("gradient_flow", "high_dimensional", "exponents")
 MAX_WIDTH = 4096
 MAX_REDUCED_WIDTH = 100_000  # the mean-field state is O(pk): no p×p matrix
+# The bound a number written in a spec obeys (eqgen.spec.values: 1e300 or more in size is not
+# finite there); a `--set` value obeys it too.
+MAX_VALUE = 1e300
 
 
 @dataclass(frozen=True)
@@ -674,6 +677,27 @@ def _network_parts(c: _Collector, call: ast.Call, kw: dict[str, ast.KeywordArg],
 # resolution to numbers
 
 
+def checked_overrides(spec: SpecMethods, overrides: Mapping[str, float] | None
+                      ) -> dict[str, float]:
+    """`overrides` (from `--set` or the API) as floats, each naming a parameter of `spec` and
+    finite and below MAX_VALUE in size, like a number written in the spec; else `UsageError`."""
+    out: dict[str, float] = {}
+    for name, v in (overrides or {}).items():
+        try:
+            out[name] = float(v)
+        except (TypeError, ValueError):
+            raise UsageError(f"--set {name}: {v!r} is not a number") from None
+    unknown = [n for n in out if n not in spec.param_names]
+    if unknown:
+        raise UsageError(f"unknown parameter(s) {', '.join(unknown)} in --set; this model has: "
+                         + ", ".join(spec.param_names))
+    for name, v in out.items():
+        if not (math.isfinite(v) and abs(v) < MAX_VALUE):
+            raise UsageError(f"--set {name}={v:g}: a parameter must be finite and less than "
+                             f"{MAX_VALUE:g} in size, like a number written in the spec")
+    return out
+
+
 def resolve(spec: CommitteeSpec, overrides: Mapping[str, float] | None = None,
             init_overrides: Mapping[str, np.ndarray] | None = None,
             init_source: str = "--init", use_spec_init: bool = True,
@@ -684,15 +708,23 @@ def resolve(spec: CommitteeSpec, overrides: Mapping[str, float] | None = None,
     for values out of range, wrong shapes and an initial covariance Ω that is not symmetric
     positive semi-definite.
     """
-    overrides = dict(overrides or {})
-    unknown = [n for n in overrides if n not in spec.param_names]
-    if unknown:
-        raise UsageError(f"unknown parameter(s) {', '.join(unknown)} in --set; this model has: "
-                         + ", ".join(spec.param_names))
+    overrides = checked_overrides(spec, overrides)
     errors: list[Diagnostic] = []
 
     def err(msg: str, pos: ast.Pos, hint: str | None = None) -> None:
         errors.append(spec.diagnostic(msg, pos, hint))
+
+    from_file = set(init_overrides or {})
+
+    def init_err(msg: str, names: tuple[str, ...], hint: str) -> None:
+        """A problem of initial states `names`: at the --init file when one of them came from
+        it, else at the spec's `init` value of the last one."""
+        mine = [n for n in names if n in from_file]
+        if mine:
+            which = f" ({', '.join(mine)} from this file)" if len(names) > 1 else ""
+            errors.append(Diagnostic(msg + which, init_source, hint=f"{hint}; fix the JSON file"))
+        else:
+            err(msg, _init_pos(spec, names[-1]), hint)
 
     # A parameter that cannot be computed is reported once: values that use it are skipped
     # (NaN below always means "already reported", and range checks skip it).
@@ -835,22 +867,22 @@ def resolve(spec: CommitteeSpec, overrides: Mapping[str, float] | None = None,
             else:
                 err(msg, where, _SHAPE_HINTS[name])
         elif not np.all(np.isfinite(arr)):
-            err(f"initial {name} has non-finite entries", _init_pos(spec, name),
-                "check the initial value for overflow or division by zero")
+            init_err(f"initial {name} has non-finite entries", (name,),
+                     "check the initial value for overflow or division by zero")
     if errors:
         raise SpecError(errors)
     for name in ("Q", "P"):
         a = init[name]
         if not np.allclose(a, a.T, rtol=1e-10, atol=1e-12):
-            err(f"initial {name} is not symmetric", _init_pos(spec, name),
-                f"{name} is a Gram matrix of weight vectors: make it symmetric")
+            init_err(f"initial {name} is not symmetric", (name,),
+                     f"{name} is a Gram matrix of weight vectors: make it symmetric")
     if not errors and "Q" in init and "M" in init:
         omega = np.block([[init["Q"], init["M"]], [init["M"].T, init["P"]]])
         lo = float(np.linalg.eigvalsh(omega).min())
         if lo < -1e-10 * max(1.0, float(np.abs(omega).max())):
-            err(f"the initial covariance Ω = [[Q, M], [Mᵀ, P]] is not positive semi-definite "
-                f"(smallest eigenvalue {lo:.3g})", _init_pos(spec, "M"),
-                "overlaps must come from real weight vectors: |M_jr|² ≤ Q_jj P_rr and more")
+            init_err(f"the initial covariance Ω = [[Q, M], [Mᵀ, P]] is not positive "
+                     f"semi-definite (smallest eigenvalue {lo:.3g})", ("Q", "P", "M"),
+                     "overlaps must come from real weight vectors: |M_jr|² ≤ Q_jj P_rr and more")
     if errors:
         raise SpecError(errors)
     return Resolved(env, p, k, c_p, c_k, gamma, int(b), Delta, rate, t_max, init)

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from eqgen.errors import Diagnostic, SpecError, UsageError
+from eqgen.errors import Diagnostic, SpecError
 from eqgen.spec import ast
 from eqgen.spec.committee import REGIMES as _COMMITTEE_REGIMES
 from eqgen.spec.committee import STATE_NAMES as COMMITTEE_STATES
@@ -23,6 +23,7 @@ from eqgen.spec.committee import (
     _kwargs,
     _sentence,
     _single_value,
+    checked_overrides,
 )
 from eqgen.spec.functions import CONSTANTS, RESERVED
 from eqgen.spec.values import EvalError, evaluate
@@ -362,14 +363,27 @@ def build_dmft(mf: ast.ModelFile) -> DmftSpec:
         latex_names=latex, smoothing=smoothing)
 
 
+# The largest parameter value in size a DMFT solve accepts: the sweep squares Δ and η (and
+# multiplies several such factors) in float64, which overflows near 1e308.
+MAX_DMFT_VALUE = 1e100
+
+
+def _sized(spec: DmftSpec, **values: float) -> list[tuple[str, float, ast.Expr]]:
+    """(name, value, expression) of the resolved numbers that are subject to MAX_DMFT_VALUE
+    (those the spec gives: the persistence τ and the initial m, q may be absent)."""
+    exprs = {"alpha": ("α", spec.alpha), "Delta": ("Δ", spec.variance),
+             "lam": ("the ridge λ", spec.ridge), "eta": ("the step η", spec.step),
+             "tau": ("the persistence τ", spec.persistence),
+             "m0": ("the initial m", spec.init.get("m")),
+             "q0": ("the initial q", spec.init.get("q")), "t_max": ("t_max", spec.t_max)}
+    return [(what, values[key], e) for key, (what, e) in exprs.items()
+            if e is not None and values[key] == values[key]]
+
+
 def resolve_dmft(spec: DmftSpec, overrides: Mapping[str, float] | None = None) -> DmftResolved:
     """Evaluate the parameters (with `overrides`) and check every range; raises `UsageError`
     for unknown override names and `SpecError` listing every value out of range."""
-    overrides = dict(overrides or {})
-    unknown = [n for n in overrides if n not in spec.param_names]
-    if unknown:
-        raise UsageError(f"unknown parameter(s) {', '.join(unknown)} in --set; this model has: "
-                         + ", ".join(spec.param_names))
+    overrides = checked_overrides(spec, overrides)
     errors: list[Diagnostic] = []
     env: dict[str, float] = {}
     for p in spec.params:
@@ -423,6 +437,11 @@ def resolve_dmft(spec: DmftSpec, overrides: Mapping[str, float] | None = None) -
     if spec.persistence is not None:
         need(tau > 0, f"the persistence time τ must be positive, got {tau:g}", spec.persistence,
              "τ = η/b is plain SGD")
+    for what, value, e in _sized(spec, alpha=alpha, Delta=Delta, lam=lam, eta=eta, tau=tau,
+                                 m0=m0, q0=q0, t_max=t_max):
+        need(abs(value) <= MAX_DMFT_VALUE, f"{what} = {value:g} is too large for the DMFT",
+             e, f"its kernels hold squares such as Δ² and η², which overflow: keep every value "
+                f"below {MAX_DMFT_VALUE:g} in size")
     if not errors and b < 1:
         limit = tau * min(1.0, b / (1 - b))
         need(eta <= limit * (1 + 1e-12),

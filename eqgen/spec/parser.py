@@ -65,17 +65,24 @@ def _parser() -> lark.Lark:
 
 
 def read_source(path: str | Path) -> ast.SourceFile:
-    """Read a spec file as UTF-8 (a leading byte-order mark is skipped), reporting unreadable
-    or undecodable files as `SpecError`."""
+    """Read a spec file as UTF-8 (a leading byte-order mark is skipped), reporting unreadable,
+    oversized or undecodable files as `SpecError`.
+
+    At most MAX_SOURCE_BYTES + 1 bytes are read, so that an endless input (`/dev/zero`, a
+    pipe) or a huge file is refused at once instead of filling the memory.
+    """
     p = str(path)
     try:
-        data = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            data = f.read(MAX_SOURCE_BYTES + 1)
     except OSError as e:
         raise SpecError(Diagnostic(f"cannot read spec file: {e.strerror or e}", path=p,
                                    hint="check the path")) from None
     if len(data) > MAX_SOURCE_BYTES:
-        raise SpecError(Diagnostic(f"spec file is too large ({len(data)} bytes)", path=p,
-                                   hint=f"a model spec is at most {MAX_SOURCE_BYTES} bytes"))
+        raise SpecError(Diagnostic(
+            f"spec file is too large (more than {MAX_SOURCE_BYTES} bytes)", path=p, line=1,
+            col=1, hint=f"a model spec is at most {MAX_SOURCE_BYTES} bytes of text: is this "
+                        "the right file?"))
     data = data.removeprefix(BOM.encode())  # utf-8-sig: columns count from after the mark
     try:
         text = data.decode("utf-8")

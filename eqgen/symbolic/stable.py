@@ -19,8 +19,8 @@ class Sigmoid(sp.Function):
         s = Sigmoid(self.args[0])
         return s * (1 - s)
 
-    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
-        return rf"\sigma\left({printer._print(self.args[0])}\right)"
+    def _latex(self, printer: sp.printing.latex.LatexPrinter, exp: str | None = None) -> str:
+        return _raised(rf"\sigma\left({printer._print(self.args[0])}\right)", exp)
 
 
 class Softplus(sp.Function):
@@ -29,8 +29,15 @@ class Softplus(sp.Function):
     def fdiff(self, argindex: int = 1) -> sp.Expr:  # noqa: ARG002
         return Sigmoid(self.args[0])
 
-    def _latex(self, printer: sp.printing.latex.LatexPrinter) -> str:
-        return rf"\operatorname{{softplus}}\left({printer._print(self.args[0])}\right)"
+    def _latex(self, printer: sp.printing.latex.LatexPrinter, exp: str | None = None) -> str:
+        return _raised(rf"\operatorname{{softplus}}\left({printer._print(self.args[0])}\right)",
+                       exp)
+
+
+def _raised(text: str, exp: str | None) -> str:
+    """`text`, raised to the power `exp` when sympy's LaTeX printer passes one (it does for a
+    function inside a power, e.g. σ(u)², and calls `_latex(printer, exp=...)`)."""
+    return text if exp is None else rf"\left({text}\right)^{{{exp}}}"
 
 
 def _exp_argument(e: sp.Expr) -> sp.Expr | None:

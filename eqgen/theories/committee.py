@@ -17,6 +17,7 @@ from eqgen.errors import SpecError
 from eqgen.spec.ast import Pos
 from eqgen.spec.committee import CommitteeSpec
 from eqgen.symbolic import convert
+from eqgen.symbolic.domain import real_singularity
 from eqgen.symbolic.expectations import expectation
 from eqgen.theories.checks import (  # noqa: F401  (re-exported)
     JOINT_MAX_NODES,
@@ -201,10 +202,45 @@ def _check_growth(spec: CommitteeSpec, f: sp.Expr, who: str, pos: Pos) -> None:
             "polynomial"))
 
 
+def _check_finite(spec: CommitteeSpec, f: sp.Expr, who: str, pos: Pos,
+                  derivative: bool = False) -> None:
+    """Refuse an activation (or, with `derivative`, the student's σ') that is not a finite real
+    number at some real z: a pole, a log singularity, a root of a negative number."""
+    reason = real_singularity(f, Z)
+    if reason is None:
+        return
+    if derivative:
+        raise SpecError(spec.diagnostic(
+            f"the derivative of the student activation is singular: σ'(z) {reason}", pos,
+            "SGD needs σ' finite at every real z (E[σ'(λ)²] diverges otherwise): use a smooth "
+            "activation such as erf, tanh, softplus or a polynomial"))
+    raise SpecError(spec.diagnostic(
+        f"the {who} activation is singular: it {reason}", pos,
+        "an activation must be a finite real number at every real z, since its Gaussian "
+        "expectations run over the whole line: use e.g. erf, tanh, relu or a polynomial"))
+
+
+def _check_finite_loss(spec: CommitteeSpec, loss: sp.Expr, error_signal: sp.Expr) -> None:
+    """Refuse a loss ℓ(y, ŷ) that, or whose error signal −∂ℓ/∂ŷ, is not a finite real number
+    at some real ŷ for labels y of either sign or 0 (the teacher's outputs cover the line)."""
+    cases = [{convert.Y: sp.Integer(v)} for v in (-1, 0, 1)]
+    for expr, what in ((loss, "the loss"), (error_signal, "the error signal −∂ℓ/∂ŷ")):
+        reason = real_singularity(expr, convert.YHAT, cases, named=(convert.Y,))
+        if reason is not None:
+            raise SpecError(spec.diagnostic(
+                f"{what} is singular: it {reason}", spec.loss.pos,
+                "the ODEs average the loss over Gaussian outputs on the whole real line: use "
+                "a loss that is smooth and finite for every ŷ, e.g. (y - yhat)**2 / 2"))
+
+
 def student_activation(spec: CommitteeSpec) -> sp.Expr:
-    """σ(z) of the student, checked to have a usable derivative."""
+    """σ(z) of the student, checked to be finite on the real line and to have a usable
+    derivative."""
     sigma = convert.activation(spec.student.activation)
+    pos = spec.student.activation.pos
+    _check_finite(spec, sigma, "student", pos)
     _check_differentiable(spec, sigma)
+    _check_finite(spec, sp.diff(sigma, Z), "student", pos, derivative=True)
     return sigma
 
 
@@ -249,6 +285,7 @@ def derive(spec: CommitteeSpec) -> CommitteeEquations:
     regime = regime_of(spec)
     sigma = student_activation(spec)
     g = convert.activation(spec.teacher.activation)
+    _check_finite(spec, g, "teacher", spec.teacher.activation.pos)
     _check_growth(spec, sigma, "student", spec.student.activation.pos)
     _check_growth(spec, g, "teacher", spec.teacher.activation.pos)
     sigma_prime = sp.diff(sigma, Z)
@@ -261,6 +298,8 @@ def derive(spec: CommitteeSpec) -> CommitteeEquations:
     loss = convert.loss(spec.loss)
     y, yhat = convert.Y, convert.YHAT
     error_signal = sp.simplify(-sp.diff(loss, yhat))
+    if spec.loss is not None:
+        _check_finite_loss(spec, loss, error_signal)
     square = sp.expand(error_signal - (y - yhat)) == 0
 
     integrals: list[Integral] = []

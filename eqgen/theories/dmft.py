@@ -14,9 +14,11 @@ from dataclasses import dataclass
 
 import sympy as sp
 
-from eqgen.errors import SpecError
+from eqgen.errors import Diagnostic, SpecError
 from eqgen.spec.dmft import DmftSpec
+from eqgen.spec.values import EvalError, evaluate
 from eqgen.symbolic.convert import Y, Z, to_sympy
+from eqgen.symbolic.domain import real_singularity, super_exponential_growth
 from eqgen.symbolic.stable import Sigmoid, Softplus, stabilise
 
 H = sp.Symbol("h", real=True)
@@ -102,6 +104,69 @@ def _clusters(spec: DmftSpec, params: dict[str, sp.Symbol]) -> tuple[Cluster, ..
             Cluster(sp.Integer(1), rho / 2, sp.Integer(1)))
 
 
+def _spec_values(spec: DmftSpec, params: dict[str, sp.Symbol]) -> dict[sp.Symbol, sp.Expr]:
+    """The parameters' values as the spec sets them (exact decimals), where they evaluate."""
+    env: dict[str, float] = {}
+    for p in spec.params:
+        try:
+            env[p.name] = float(evaluate(p.value, env))
+        except (EvalError, TypeError, ValueError):
+            continue
+    return {params[name]: sp.Rational(repr(v)) for name, v in env.items()}
+
+
+def _label_cases(spec: DmftSpec, values: dict[sp.Symbol, sp.Expr], target: sp.Expr | None
+                 ) -> list[dict[sp.Symbol, sp.Expr]]:
+    """Substitutions for the loss's other symbols: each label y the data produces (±1 for the
+    mixtures; the target at a few z for a teacher–student GLM), with the parameters."""
+    if target is None:
+        ys = [sp.Integer(-1), sp.Integer(1)]
+    else:
+        ys = []
+        for z in (-1.5, -0.5, 0.5, 1.5):
+            v = target.xreplace(values).subs(Z, sp.Rational(repr(z))).evalf()
+            if v.is_real and v.is_finite:
+                ys.append(sp.Rational(repr(float(v))))
+    return [{Y: y, **values} for y in ys]
+
+
+def _domain_problems(spec: DmftSpec, params: dict[str, sp.Symbol],
+                     losses: tuple[sp.Expr, sp.Expr, sp.Expr], label: sp.Expr,
+                     target: sp.Expr | None) -> list[Diagnostic]:
+    """Diagnostics for a loss ℓ (with ℓ', ℓ''), label rule or target that is not finite at
+    some real point, and for a loss that grows faster than exponentially in h."""
+    values = _spec_values(spec, params)
+    cases = _label_cases(spec, values, target)
+    where = spec.loss.pos if spec.loss_name is None else spec.pos
+    out = []
+    for expr, what in zip(losses, ("the loss", "ℓ' (the loss's derivative)",
+                                   "ℓ'' (the loss's second derivative)"), strict=True):
+        reason = real_singularity(expr, H, cases, named=(Y,))
+        if reason is not None:
+            out.append(spec.diagnostic(
+                f"{what} is singular: it {reason}", where,
+                "the DMFT averages ℓ, ℓ' and ℓ'' over Gaussian fields on the whole real line: "
+                "use a loss that is smooth and finite for every h, e.g. log(1 + exp(-y * h))"))
+            break
+    else:
+        radius = super_exponential_growth(losses[0], H, cases)
+        if radius is not None:
+            out.append(spec.diagnostic(
+                f"the loss grows faster than exp(c|h|) for any c (seen at |h| ≈ {radius:g})",
+                where, "its averages over the Gaussian fields diverge once their variance is "
+                "large enough (like E[exp(c h²)]): use a loss that grows at most like a "
+                "polynomial times exp(c|h|), e.g. log(1 + exp(-y * h)) or (y - h)**2 / 2"))
+    for expr, e, var, what in ((label, spec.label, H, "the label rule"),
+                               (target, spec.target, Z, "the target")):
+        reason = real_singularity(expr, var, [values]) if expr is not None else None
+        if reason is not None and e is not None:
+            out.append(spec.diagnostic(
+                f"{what} is singular: it {reason}", e.pos,
+                f"{what} must be defined at every real {var}: e.g. "
+                + ("sign(h)" if var == H else "z or sign(z)")))
+    return out
+
+
 def derive(spec: DmftSpec) -> DmftEquations:
     """The per-sample functions of `spec`; raises `SpecError` for a loss the DMFT cannot use
     (not twice differentiable in h) or a label rule that is not piecewise constant."""
@@ -125,6 +190,7 @@ def derive(spec: DmftSpec) -> DmftEquations:
             spec.label.pos, "use sign(...) or Heaviside-type rules, e.g. sign(h) or "
             "sign(h**2 - 1) for an even rule"))
     target = to_sympy(spec.target, {"z": Z, **params}) if spec.target is not None else None
+    problems += _domain_problems(spec, params, (loss, dloss, d2loss), label, target)
     if problems:
         raise SpecError(problems)
     label_bps = _jump_points(label, H)
