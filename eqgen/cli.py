@@ -7,13 +7,15 @@ as messages, never as Python tracebacks (set EQGEN_DEBUG=1 to see one for intern
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import math
 import os
 import sys
 import time
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -176,7 +178,10 @@ def _check(args: argparse.Namespace) -> int:
     failed = 0
     for spec in args.specs:
         try:
-            load(spec).equations  # noqa: B018  (derivation problems are spec problems too)
+            model = load(spec)
+            model.equations  # noqa: B018  (derivation problems are spec problems too)
+            for text in getattr(model, "stability_warnings", lambda: [])():
+                print(f"{spec}: warning: {text}", file=sys.stderr)
             print(f"{spec}: ok")
         except EqgenError as e:
             print(e.format(), file=sys.stderr)
@@ -234,21 +239,34 @@ def _solve(args: argparse.Namespace) -> int:
     save_at = _parse_times(args.save_at) if args.save_at else None
     model.resolve(params, init, args.init or "init")  # every input problem before heavy work
     progress(f"compiling {model.name}")
-    try:
+    with partial_results(args):
         sol = model.solve(params=params, init=init, save_at=save_at, t_max=args.t_max,
                           rtol=args.rtol, atol=args.atol, solver=args.solver,
                           max_steps=args.max_steps, init_source=args.init or "init", **extra)
-    except NumericalError as e:
-        if e.partial is not None and args.output:
-            e.partial.save(args.output)
-            print(f"partial results (up to the failure) written to {args.output}",
-                  file=sys.stderr)
-        raise
     progress(f"solved: {sol.metadata['steps']} steps")
     if "discretisation_error" in sol.metadata:
         err = ", ".join(f"{k} {v:.2g}" for k, v in sol.metadata["discretisation_error"].items())
         print(f"discretisation error in η (max over t): {err}", file=sys.stderr)
     return _write(sol, args)
+
+
+@contextlib.contextmanager
+def partial_results(args: argparse.Namespace) -> Iterator[None]:
+    """On a `NumericalError` inside, write its partial result (what was computed up to the
+    failure) to `-o`, with `partial: true`, the message and the time in its metadata, say
+    so on stderr, and let the error go on (exit 3)."""
+    try:
+        yield
+    except NumericalError as e:
+        part = e.partial
+        if part is not None and hasattr(part, "save") and args.output:
+            if not part.metadata.get("partial"):
+                part.mark_partial(e)
+            part.save(args.output)
+            n = len(part.t)
+            print(f"partial results ({n} time{'s' if n != 1 else ''} before the failure) "
+                  f"written to {args.output}", file=sys.stderr)
+        raise
 
 
 def _simulation_inputs(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
@@ -277,7 +295,8 @@ def _simulate(args: argparse.Namespace) -> int:
     progress = Progress()
     model, kwargs = _simulation_inputs(args)
     progress(f"compiling the simulation of {model.name}")
-    sol = model.simulate(**kwargs)
+    with partial_results(args):
+        sol = model.simulate(**kwargs)
     meta = sol.metadata
     progress(f"simulated: {meta.get('steps')} steps × {meta.get('seeds')} seeds")
     return _write(sol, args)
@@ -287,8 +306,9 @@ def _compare(args: argparse.Namespace) -> int:
     progress = Progress()
     model, kwargs = _simulation_inputs(args)
     progress(f"simulating {model.name}, then solving its theory from the measured start")
-    cmp = model.compare(rtol=args.rtol, atol=args.atol, solver=args.solver,
-                        max_steps=args.max_steps, **kwargs)
+    with partial_results(args):
+        cmp = model.compare(rtol=args.rtol, atol=args.atol, solver=args.solver,
+                            max_steps=args.max_steps, **kwargs)
     progress("compared")
     if args.output:
         cmp.save(args.output)
@@ -334,6 +354,19 @@ COMMANDS = {"check": _check, "latex": _latex, "generate": _generate, "solve": _s
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (also used by `python -m eqgen`)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("default", UserWarning)  # each once, as `warning: ...`
+        warnings.showwarning = _show_warning
+        return _main(argv)
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str,
+                  lineno: int, file: Any = None, line: str | None = None) -> None:
+    """Python warnings as one line each, `warning: ...`, without the source location."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     try:
         args = _parser().parse_args(argv)
         if args.command in EXTRA_COMMANDS:

@@ -12,12 +12,13 @@ twos beside them), then state entries.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from eqgen.errors import EqgenError
+from eqgen.errors import EqgenError, NumericalError
 
 if TYPE_CHECKING:
     from eqgen.runtime.solution import Solution
@@ -81,6 +82,73 @@ def compare(theory: Solution, sim: Solution) -> Solution:
     meta.update(kind="comparison", theory_interpolated=not exact,
                 theory=theory.metadata, simulation=sim.metadata)
     return Solution(t, observables, states, meta)
+
+
+def simulate_and_compare(simulate: Callable[[], Solution],
+                         solve: Callable[[Solution], Solution]) -> Solution:
+    """`compare(solve(sim), sim)` with `sim = simulate()`, keeping what exists when either
+    fails (`NumericalError`).
+
+    A simulation that diverges still has its seed means up to the last good time (its
+    `partial`): the theory is solved at those times, and the comparison of the two is the
+    partial result of the simulation's error, which is raised. A theory that fails keeps its
+    values up to the failure, NaN after it, beside the whole simulation; the theory's error is
+    raised with that comparison as its partial result. Either way the comparison's metadata
+    says `partial: true` and which stage failed (`failure`), and a theory failure after a
+    failed simulation is recorded as `theory_failure`.
+    """
+    failure: NumericalError | None = None
+    try:
+        sim = simulate()
+    except NumericalError as e:
+        if not _has_rows(e.partial):
+            raise
+        failure, sim = e, e.partial
+    theory_failure: NumericalError | None = None
+    try:
+        theory = solve(sim)
+    except NumericalError as e:
+        if e.partial is None:  # nothing of the theory: the simulation alone is kept
+            if failure is None:
+                e.partial = sim.mark_partial(e, stage="theory")
+            raise (failure or e) from None
+        theory_failure, theory = e, e.partial
+    cmp = compare(_padded(theory, sim.t), sim)
+    if failure is not None:
+        cmp.mark_partial(failure, stage="simulation")
+        if theory_failure is not None:
+            cmp.metadata["theory_failure"] = {"message": str(theory_failure),
+                                              "t": theory_failure.t}
+    elif theory_failure is not None:
+        cmp.mark_partial(theory_failure, stage="theory")
+        failure = theory_failure
+    if failure is not None:
+        failure.partial = cmp
+        raise failure
+    return cmp
+
+
+def _has_rows(partial: Any) -> bool:
+    """Whether a failure's partial result is a `Solution` with at least one time."""
+    return partial is not None and hasattr(partial, "observables") and len(partial.t) > 0
+
+
+def _padded(theory: Solution, t: np.ndarray) -> Solution:
+    """`theory`, solved at the first times of `t` (a failed solve stops early), with NaN rows
+    for the rest of `t`, so that it lines up with the simulation; unchanged when it already
+    covers `t` or was solved at other times."""
+    from eqgen.runtime.solution import Solution
+
+    n = len(theory.t)
+    if n >= len(t) or not np.allclose(theory.t, t[:n], rtol=1e-12, atol=1e-12):
+        return theory
+
+    def pad(v: np.ndarray) -> np.ndarray:
+        v = np.asarray(v, dtype=float)
+        return np.concatenate([v, np.full((len(t) - n, *v.shape[1:]), np.nan)])
+
+    return Solution(np.asarray(t, dtype=float), {k: pad(v) for k, v in theory.observables.items()},
+                    {k: pad(v) for k, v in theory.states.items()}, dict(theory.metadata))
 
 
 def _simulation_only(theory: Solution, sim: Solution) -> dict[str, list[str]]:

@@ -23,6 +23,7 @@ from eqgen.model import Model
 from eqgen.spec.dmft import DmftResolved, DmftSpec, build_dmft, resolve_dmft
 
 DEFAULT_SAMPLES = 20_000
+MAX_STEPS = 5000  # DMFT steps t_max/η: the sweep's cost grows as K³
 # A smoothed hinge is simulated at this temperature: the hinge itself to round-off
 # (sigmoid(u/T) is a step function for every |u| above 1e-7).
 HINGE_SIMULATION_TEMPERATURE = 1e-9
@@ -176,6 +177,8 @@ class DmftModel(Model):
             raise UsageError("exact Gaussian propagation needs a square-type loss (ℓ'' "
                              "constant) and b = 1")
         n = int(samples or DEFAULT_SAMPLES)
+        self._check_start(r)
+        self._warn_step(r)
 
         def run(eta: float, temperature: float = 1.0) -> Any:
             # `temperature` scales the hinge's smoothing parameter (1: as given)
@@ -183,18 +186,14 @@ class DmftModel(Model):
             if hinge and temperature != 1.0:
                 at[hinge] = r.params[hinge] * temperature
             problem = self.problem(at, init, horizon, eta)
-            if problem.steps > 5000:
-                raise UsageError(f"{problem.steps} steps: the DMFT's cost grows as K³; use at "
-                                 "most 5000 (raise η or lower t_max)")
+            self.check_sweep(problem, None if use_exact else n, response_samples)
             if use_exact:
                 from eqgen.runtime.dmft_exact import sweep_exact
 
                 with np.errstate(over="ignore", invalid="ignore"):  # reported by _check_finite
                     return sweep_exact(problem)
-            from eqgen.runtime.dmft import response_capacity, sweep
-            from eqgen.runtime.health import check_dmft_sweep
+            from eqgen.runtime.dmft import sweep
 
-            check_dmft_sweep(problem.steps, n, response_samples or response_capacity(problem, n))
             with np.errstate(over="ignore", invalid="ignore"):  # reported by _check_finite
                 return sweep(problem, n, seed, response_samples=response_samples)
 
@@ -252,8 +251,96 @@ class DmftModel(Model):
         idx = self._save_indices(res.t, save_at)
         t = res.t[idx]
         sol = Solution(t, {k: np.asarray(v)[idx] for k, v in obs.items()}, {}, meta)
-        self._check_finite(sol)
+        self._check_finite(sol, r)
         return sol
+
+    def check_sweep(self, problem: Any, samples: int | None,
+                    response_samples: int | None = None) -> None:
+        """Refuse (`UsageError`, exit 2) a DMFT sweep of `problem` that is too long (more than
+        `MAX_STEPS` steps: its cost grows as K³) or, sampled with `samples` trajectories (None:
+        exact propagation), too large for the memory; before any heavy work."""
+        if problem.steps > MAX_STEPS:
+            raise UsageError(f"{problem.steps} steps: the DMFT's cost grows as K³; use at "
+                             f"most {MAX_STEPS} (raise η or lower t_max)")
+        if samples is None:
+            return
+        from eqgen.runtime.dmft import response_capacity
+        from eqgen.runtime.health import check_dmft_sweep
+
+        check_dmft_sweep(problem.steps, samples,
+                         response_samples or response_capacity(problem, samples))
+
+    def step_limit(self, r: DmftResolved) -> float | None:
+        """The step above which gradient descent on this model diverges, where it is known in
+        closed form: a square-type loss (ℓ'' = c > 0, a constant) at b = 1. The iteration
+        w ← w − η[λw + (c/κ) XᵀX w/d + ...] is then linear, and diverges when
+        η (λ + c s_max/κ) > 2, with s_max the top eigenvalue of XᵀX/d: Δ(1 + √α)², the edge
+        of the Marchenko–Pastur spectrum of n = αd samples of covariance Δ I (Δ = 1 for a
+        teacher–student GLM). For a mixture, the cluster means add outliers above the bulk,
+        which can only lower the limit: the value returned is then an upper bound on the
+        stable steps. None where no such limit is known (other losses, b < 1)."""
+        eq = self.equations
+        if not eq.gaussian_exact or r.b < 1:
+            return None
+        values = {sym: r.params[name] for name, sym in eq.params.items() if name in r.params}
+        try:
+            curvature = float(eq.d2loss.subs(values))
+        except (TypeError, ValueError):
+            return None
+        if not (curvature > 0 and np.isfinite(curvature)):
+            return None
+        top = r.Delta * (1.0 + np.sqrt(r.alpha)) ** 2
+        return float(2.0 / (r.lam + curvature * top / r.kappa))
+
+    def stability_warnings(self, params: Mapping[str, float] | None = None) -> list[str]:
+        """What is known to go wrong at these parameters without being an error: a step past
+        the stability limit of gradient descent (`step_limit`). The numbers are still an
+        exact prediction of the diverging dynamics until they overflow (exit 3), so such a
+        step is not refused: studying the onset of a divergence, or a short horizon past
+        the limit, is legitimate."""
+        r = self.resolve(params)
+        limit = self.step_limit(r)
+        if limit is None or not r.eta > limit:
+            return []
+        bound = "" if self.spec.data == "glm" else (" at most (the cluster means can only "
+                                                    "lower it)")
+        return [f"the step η = {r.eta:g} is past the stability limit of gradient descent on "
+                f"this model, 2/(λ + ℓ''·Δ(1 + √α)²/κ) = {limit:.4g}{bound}, set by the top "
+                "of the Marchenko–Pastur spectrum of the sample covariance: |w|² grows "
+                "exponentially, and the solve stops (exit 3) once it passes 1e12; lower η "
+                f"below {limit:.4g} for a converging run"]
+
+    def _warn_step(self, r: DmftResolved) -> None:
+        """`warnings.warn` each of `stability_warnings` (once per message and process under
+        Python's default filter)."""
+        import warnings
+
+        for text in self.stability_warnings(r.params):
+            warnings.warn(text, UserWarning, stacklevel=1)
+
+    def _check_start(self, r: DmftResolved) -> None:
+        """A start with |w|²/d = m0² + q0 not finite or above `BLOW_UP` fails at t = 0
+        (exit 3) before any work: every later value would be non-finite too."""
+        from eqgen.runtime.health import BLOW_UP
+
+        size = r.m0 * r.m0 + r.q0  # a product, not **: no OverflowError
+        if not size <= BLOW_UP:
+            raise NumericalError(f"the initial state has |w|²/d = m0² + q0 = {size:.3g}, "
+                                 f"above the {BLOW_UP:.0e} at which a run counts as diverged",
+                                 t=0.0, hint=self._divergence_hint(r, at_start=True))
+
+    def _divergence_hint(self, r: DmftResolved, at_start: bool) -> str:
+        """What to try after a diverged DMFT solve or simulation: the initial state when the
+        failure is at t = 0, else the step (with its stability limit where known)."""
+        if at_start:
+            return (f"check the initial state: m0 = {r.m0:g} and q0 = {r.q0:g} give "
+                    "|w|²/d = m0² + q0 at t = 0 (set them with --set or --init); the step η "
+                    "plays no part yet")
+        limit = self.step_limit(r)
+        if limit is not None and r.eta > limit:
+            return (f"lower the step η = {r.eta:g} below {limit:.4g}, the stability limit of "
+                    "gradient descent here (2/(λ + ℓ''·Δ(1 + √α)²/κ))")
+        return "lower the step η or the horizon"
 
     def _save_indices(self, t: np.ndarray, save_at: Sequence[float] | None) -> np.ndarray:
         if save_at is None:
@@ -270,21 +357,29 @@ class DmftModel(Model):
                              f"are multiples of η = {eta:g} up to t_max = {t[-1]:g}")
         return np.unique(np.concatenate([[0], k]))
 
-    @staticmethod
-    def _check_finite(sol: Any) -> None:
-        bad = np.zeros(len(sol.t), dtype=bool)
-        for v in sol.observables.values():
-            bad |= ~np.isfinite(v)
-        big = np.abs(sol.observables["Q"]) > 1e12
-        if (bad | big).any():
-            i = int(np.argmax(bad | big))
-            what = "non-finite values" if bad[i] else "|w|²/d above 1e12 (diverged)"
-            from eqgen.runtime.solution import Solution
+    def _check_finite(self, sol: Any, r: DmftResolved,
+                      what_failed: str = "the DMFT sweep") -> None:
+        """Raise `NumericalError` (exit 3) at the first time where an observable of `sol` (not
+        a standard error) is not finite or Q = |w|²/d exceeds `BLOW_UP`; its partial result
+        holds the times before it, marked partial."""
+        from eqgen.runtime.health import BLOW_UP
+        from eqgen.runtime.solution import Solution
 
-            partial = Solution(sol.t[:i], {k: v[:i] for k, v in sol.observables.items()}, {},
-                               sol.metadata)
-            raise NumericalError(f"the DMFT sweep produced {what}", t=float(sol.t[i]),
-                                 hint="lower the step η or the horizon", partial=partial)
+        bad = np.zeros(len(sol.t), dtype=bool)
+        for name, v in sol.observables.items():
+            if not name.endswith("_stderr"):  # NaN with a single seed: unknown, not bad
+                bad |= ~np.isfinite(v)
+        big = np.abs(np.nan_to_num(sol.observables["Q"], nan=0.0)) > BLOW_UP
+        if not (bad | big).any():
+            return
+        i = int(np.argmax(bad | big))
+        what = "non-finite values" if bad[i] else f"|w|²/d above {BLOW_UP:.0e} (diverged)"
+        before = f"; last good time t = {sol.t[i - 1]:.6g}" if i > 0 else ""
+        error = NumericalError(f"{what_failed} produced {what}{before}", t=float(sol.t[i]),
+                               hint=self._divergence_hint(r, at_start=i == 0))
+        error.partial = Solution(sol.t[:i], {k: v[:i] for k, v in sol.observables.items()},
+                                 {}, dict(sol.metadata)).mark_partial(error)
+        raise error
 
     def simulate(self, params: Mapping[str, float] | None = None,  # type: ignore[override]
                  init: Mapping[str, Any] | None = None, d: int = 1000, seeds: int = 4,
@@ -301,8 +396,9 @@ class DmftModel(Model):
         means of the measured m(0), Q(0) and q(0) = Q(0) − m(0)² (C⊥(0,0) of docs/dmft.md), which
         `compare` starts the theory from. `test_samples` is refused: the test error and loss
         of a DMFT model are exact functions of the measured (m, Q)."""
+        from eqgen.runtime.health import check_dmft_simulation
         from eqgen.runtime.solution import Solution
-        from eqgen.simulate.dmft import simulate_dmft
+        from eqgen.simulate.dmft import n_samples, simulate_dmft
         from eqgen.simulate.progress import ProgressBar
 
         if int(d) < 2:
@@ -317,26 +413,60 @@ class DmftModel(Model):
         if self.spec.smoothing:  # simulate the hinge itself, not its smoothed version
             at[self.spec.smoothing] = HINGE_SIMULATION_TEMPERATURE
         problem = self.problem(at, init, t_max)
+        t_all = np.asarray(problem.times)
+        idx = self._save_indices(t_all, save_at)  # a bad --save-at before any work
+        check_dmft_simulation(n_samples(problem, int(d)), int(d))
+        self._check_start(r)
+        self._warn_step(r)
         total = problem.steps * int(seeds)
         with ProgressBar(f"simulating {self.name} (d = {int(d)}, {int(seeds)} seeds)", total,
                          unit="steps", enabled=progress) as bar:
             raw = simulate_dmft(problem, int(d), int(seeds), int(seed), progress=bar.update)
             bar.close(total)
-        idx = self._save_indices(np.asarray(raw["t"]), save_at)
         obs: dict[str, np.ndarray] = {}
-        for k in OBSERVABLES:  # each mean next to its standard error, as for committee models
-            runs = np.asarray(raw[k])[:, idx]
-            obs[k] = runs.mean(axis=0)
-            obs[k + "_stderr"] = (runs.std(axis=0, ddof=1) / np.sqrt(runs.shape[0])
-                                  if runs.shape[0] > 1 else np.full(len(idx), np.nan))
-        m0, Q0 = np.asarray(raw["m"])[:, 0], np.asarray(raw["Q"])[:, 0]
+        with np.errstate(over="ignore", invalid="ignore"):  # a divergence: reported below
+            for k in OBSERVABLES:  # each mean next to its standard error, as committee models
+                runs = np.asarray(raw[k])[:, idx]
+                obs[k] = runs.mean(axis=0)
+                obs[k + "_stderr"] = (runs.std(axis=0, ddof=1) / np.sqrt(runs.shape[0])
+                                      if runs.shape[0] > 1 else np.full(len(idx), np.nan))
+            m0, Q0 = np.asarray(raw["m"])[:, 0], np.asarray(raw["Q"])[:, 0]
+            start = {"m": float(m0.mean()), "Q": float(Q0.mean()),
+                     "q": float(np.mean(Q0 - m0**2))}
         meta = {"model": self.name, "title": self.title, "family": "dmft", "simulation": True,
                 "parameters": r.params, "d": int(d), "seeds": int(seeds), "seed": int(seed),
-                "eta": problem.eta, "samples_n": int(round(problem.alpha * int(d))),
-                "measured_start": {"m": float(m0.mean()), "Q": float(Q0.mean()),
-                                   "q": float(np.mean(Q0 - m0**2))},
-                "spec_start": {"m": r.m0, "q": r.q0}}
-        return Solution(np.asarray(raw["t"])[idx], obs, {}, meta)
+                "eta": problem.eta, "samples_n": n_samples(problem, int(d)),
+                "measured_start": start, "spec_start": {"m": r.m0, "q": r.q0}}
+        sol = Solution(np.asarray(raw["t"])[idx], obs, {}, meta)
+        self._check_simulation(sol, raw, r, int(idx[-1]))
+        return sol
+
+    def _check_simulation(self, sol: Any, raw: Mapping[str, np.ndarray], r: DmftResolved,
+                          last: int) -> None:
+        """Raise `NumericalError` (exit 3) when a seed of the simulation diverged (|w|²/d
+        above `BLOW_UP` or not finite, at any step up to the last saved one, `last`, saved
+        or not): at the step where it first did, with the saved times before it as the
+        partial result."""
+        from eqgen.runtime.health import BLOW_UP
+        from eqgen.runtime.solution import Solution
+        from eqgen.simulate.dmft import first_blow_up
+
+        found = (first_blow_up(q[:last + 1]) for q in np.asarray(raw["Q"]))
+        bad = [k for k in found if k is not None]
+        if not bad:
+            self._check_finite(sol, r, "the simulation")  # e.g. a non-finite loss
+            return
+        k = min(bad)
+        t = np.asarray(raw["t"])
+        before = f"; last good time t = {t[k - 1]:.6g}" if k > 0 else ""
+        error = NumericalError(f"the simulation diverged: |w|²/d of a seed became non-finite "
+                               f"or exceeded {BLOW_UP:.0e}{before}", t=float(t[k]),
+                               hint=self._divergence_hint(r, at_start=k == 0))
+        keep = sol.t < t[k] - 1e-12 * max(1.0, abs(float(t[k])))
+        partial = Solution(sol.t[keep], {n: v[keep] for n, v in sol.observables.items()}, {},
+                           dict(sol.metadata))
+        error.partial = partial.mark_partial(error) if keep.any() else None
+        raise error
 
     def compare(self, params: Mapping[str, float] | None = None,  # type: ignore[override]
                 init: Mapping[str, Any] | None = None, *, d: int, seeds: int = 4,
@@ -354,20 +484,39 @@ class DmftModel(Model):
         those of the DMFT's Monte Carlo (exact propagation where the loss allows it and
         `samples` is not given). `rtol`, `atol`, `solver` of the ODE family are accepted and
         ignored."""
-        from eqgen.compare import compare
+        from eqgen.compare import simulate_and_compare
 
-        self.resolve(params, init, init_source)  # every input problem before heavy work
+        r = self.resolve(params, init, init_source)  # every input problem before heavy work
         if samples is not None and samples < 2:
             raise UsageError("--samples must be at least 2")
-        sim = self.simulate(params, init, d=d, seeds=seeds, seed=seed, t_max=t_max,
-                            save_at=save_at, progress=progress, init_source=init_source,
-                            test_samples=test_samples)
-        measured = sim.metadata["measured_start"]
-        start = {"m": measured["m"], "q": max(measured["q"], 0.0)}
-        theory = self.solve(params, start, save_at=sim.t, t_max=float(sim.t[-1]),
-                            samples=samples, seed=seed,
-                            init_source="the simulation's measured initial overlaps")
-        cmp = compare(theory, sim)
+        horizon = float(t_max) if t_max is not None else r.t_max
+        if not (horizon > 0 and np.isfinite(horizon)):
+            raise UsageError("--t-max must be a positive, finite time")
+        exact = self.can_solve_exactly(params) and samples is None
+        self.check_sweep(self.problem(params, init, horizon),  # the theory, before simulating
+                         None if exact else int(samples or DEFAULT_SAMPLES))
+        start: dict[str, Any] = {}
+
+        def simulate() -> eqgen.Solution:
+            return self.simulate(params, init, d=d, seeds=seeds, seed=seed, t_max=t_max,
+                                 save_at=save_at, progress=progress, init_source=init_source,
+                                 test_samples=test_samples)
+
+        def solve(sim: eqgen.Solution) -> eqgen.Solution:
+            measured = sim.metadata["measured_start"]
+            start.update(m=measured["m"], q=max(measured["q"], 0.0))
+            horizon = max(float(sim.t[-1]), r.eta)  # a simulation that failed at once: t = 0
+            return self.solve(params, dict(start), save_at=sim.t, t_max=horizon,
+                              samples=samples, seed=seed,
+                              init_source="the simulation's measured initial overlaps")
+
+        try:
+            cmp = simulate_and_compare(simulate, solve)
+        except NumericalError as e:
+            if e.partial is not None and start:
+                e.partial.metadata["theory_start"] = {**start, "source": "simulation, seed "
+                                                      "means at t = 0"}
+            raise
         cmp.metadata["theory_start"] = {**start, "source": "simulation, seed means at t = 0"}
         return cmp
 

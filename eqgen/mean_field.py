@@ -376,18 +376,29 @@ class MeanFieldModel(Model):
         """Simulate, then solve the reduced ODE from the simulation's measured M and
         q⊥_j = Q_jj − |M_j|² (its O(d^{-1/2}) off-diagonal Q⊥ is dropped, as the reduction
         does); see `Model.compare`."""
-        from eqgen.compare import compare
+        from eqgen.compare import simulate_and_compare
+        from eqgen.runtime.ode import choose_solver
 
-        sim = self.simulate(params, init, d=d, seeds=seeds, seed=seed, t_max=t_max,
-                            save_at=save_at, progress=progress, init_source=init_source,
-                            test_samples=test_samples)
-        M, Q = sim.states["M"][0], sim.states["Q"][0]
-        start = {"M": M, "q_perp": np.diagonal(Q) - np.sum(M**2, axis=1),
-                 "a": sim.states["a"][0] if "a" in sim.states else 1.0}
-        theory = self.solve(params, start, save_at=sim.t, rtol=rtol, atol=atol, solver=solver,
-                            max_steps=max_steps, keep_states=True,
-                            init_source="the simulation's measured initial overlaps")
-        return compare(theory, sim)
+        if not (rtol > 0 and atol > 0):  # the theory's inputs, before the simulation
+            raise UsageError("--rtol and --atol must be positive")
+        if max_steps is not None and max_steps < 1:
+            raise UsageError("--max-steps must be at least 1")
+        choose_solver(solver, rtol)
+
+        def simulate() -> eqgen.Solution:
+            return self.simulate(params, init, d=d, seeds=seeds, seed=seed, t_max=t_max,
+                                 save_at=save_at, progress=progress, init_source=init_source,
+                                 test_samples=test_samples)
+
+        def solve(sim: eqgen.Solution) -> eqgen.Solution:
+            M, Q = sim.states["M"][0], sim.states["Q"][0]
+            start = {"M": M, "q_perp": np.diagonal(Q) - np.sum(M**2, axis=1),
+                     "a": sim.states["a"][0] if "a" in sim.states else 1.0}
+            return self.solve(params, start, save_at=sim.t, rtol=rtol, atol=atol,
+                              solver=solver, max_steps=max_steps, keep_states=True,
+                              init_source="the simulation's measured initial overlaps")
+
+        return simulate_and_compare(simulate, solve)
 
     def latex(self) -> str:
         """The full equations' document with a section on the reduction."""

@@ -295,9 +295,7 @@ class Model:
         if max_steps is not None and max_steps < 1:
             raise UsageError("--max-steps must be at least 1")
         ts, keep = solve_times(save_at, t_max, r.t_max)
-        if not (rtol > 0 and atol > 0):
-            raise UsageError("--rtol and --atol must be positive")
-        health.check_committee_solve(self.spec, r.p, r.k, len(ts))  # before any heavy work
+        self.check_theory_inputs(r, len(ts), rtol, atol, solver, max_steps)  # before heavy work
         module = self.module
         meta = {
             "model": self.name, "title": self.title, "family": self.family,
@@ -324,7 +322,7 @@ class Model:
         except NumericalError as e:
             if isinstance(e.partial, ode.RawSolution):
                 health.explain_growth(e)  # a divergence, whatever the solver ran out of
-                e.partial = solution(e.partial)
+                e.partial = solution(e.partial).mark_partial(e)
             raise
         return solution(raw)
 
@@ -342,7 +340,8 @@ class Model:
         return sweep(self, grid, params, **kwargs)
 
     def reduced(self, reduction: str) -> Model:
-        """This model in a reduction of its ODE: `mean_field` (docs/theory.md, Mean-field reduction)."""
+        """This model in a reduction of its ODE: `mean_field` (docs/theory.md, Mean-field
+        reduction)."""
         from eqgen.mean_field import reduced
 
         return reduced(self, reduction)
@@ -386,18 +385,40 @@ class Model:
         `<name>` (theory), `<name>_sim` and `<name>_sim_stderr` for each observable, and with
         `test_samples = N > 0` the held-out `risk_test_sim` and `risk_test_sim_stderr` after
         the risk's."""
-        from eqgen.compare import compare
+        from eqgen.compare import simulate_and_compare
 
-        if not (rtol > 0 and atol > 0):  # fail before the simulation, not after it
+        r = self.resolve(params, init, init_source)
+        times = self._output_times(r, save_at, t_max, n_log=40, n_lin=21)
+        self.check_theory_inputs(r, len(times) + 1, rtol, atol, solver, max_steps)
+
+        def simulate() -> eqgen.Solution:
+            return self.simulate(params, init, d=d, seeds=seeds, seed=seed, t_max=t_max,
+                                 save_at=save_at, progress=progress, init_source=init_source,
+                                 test_samples=test_samples)
+
+        def solve(sim: eqgen.Solution) -> eqgen.Solution:
+            start = {name: sim.states[name][0] for name in self.module.STATES}
+            return self.solve(params, start, save_at=sim.t, rtol=rtol, atol=atol,
+                              solver=solver, max_steps=max_steps,
+                              init_source="the simulation's measured initial overlaps")
+
+        return simulate_and_compare(simulate, solve)
+
+    def check_theory_inputs(self, r: Resolved, n_times: int, rtol: float, atol: float,
+                            solver: str, max_steps: int | None) -> None:
+        """Everything about a solve of the ODE at the numbers `r` and `n_times` output times
+        that can be checked before any heavy work: tolerances, solver, step limit and the
+        memory estimate. `compare` calls it before simulating, so that a theory that would
+        be refused is refused before the simulation, not after it."""
+        from eqgen.runtime import health
+        from eqgen.runtime.ode import choose_solver
+
+        if not (rtol > 0 and atol > 0):
             raise UsageError("--rtol and --atol must be positive")
-        sim = self.simulate(params, init, d=d, seeds=seeds, seed=seed, t_max=t_max,
-                            save_at=save_at, progress=progress, init_source=init_source,
-                            test_samples=test_samples)
-        start = {name: sim.states[name][0] for name in self.module.STATES}
-        theory = self.solve(params, start, save_at=sim.t, rtol=rtol, atol=atol, solver=solver,
-                            max_steps=max_steps,
-                            init_source="the simulation's measured initial overlaps")
-        return compare(theory, sim)
+        if max_steps is not None and max_steps < 1:
+            raise UsageError("--max-steps must be at least 1")
+        choose_solver(solver, rtol)
+        health.check_committee_solve(self.spec, r.p, r.k, n_times)
 
     def _output_times(self, r: Resolved, save_at: Sequence[float] | None,
                       t_max: float | None, **grid: int) -> np.ndarray:

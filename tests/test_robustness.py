@@ -1,7 +1,9 @@
-"""Robustness at run time, for both families: numerical failures stop with exit 3 and say what,
-when and what to try (partial results still written); solves too large for the memory are
-refused up front with an estimate; the same inputs give the same numbers to the bit; concurrent
-`eqgen generate` of one model leaves a valid file.
+"""Robustness at run time, for both families: numerical failures of solve, simulate and
+compare stop with exit 3 and say what, when and what to try (partial results still written,
+marked partial); solves, sweeps and simulations too large for the memory or the time are
+refused up front with an estimate; a step past a known stability limit is warned about; the
+same inputs give the same numbers to the bit; concurrent `eqgen generate` of one model leaves
+a valid file.
 """
 
 from __future__ import annotations
@@ -59,6 +61,101 @@ def test_diverging_committee_exits_3_with_partial_results(tmp_path: Path):
     assert np.all(np.isfinite(rows)) and rows[-1, 0] < t_fail
     assert rows[-1, names.index("risk")] > 3 * rows[0, names.index("risk")]  # it was diverging
     assert "probably diverging" in r.err  # the growth before the failure is pointed out
+    hint = r.err.split("hint:")[1]
+    assert hint.count("diverging") == 1 and "otherwise:" not in hint  # said once
+    assert "eqgen stability" in r.err  # where the largest stable learning rate comes from
+    meta = read_meta(out)
+    assert meta["partial"] is True and meta["failure"]["t"] == pytest.approx(t_fail)
+    assert "numerical failure" not in meta["failure"]["message"]
+    assert meta["failure"]["message"] in r.err
+
+
+def read_meta(path: Path) -> dict[str, Any]:
+    import json
+
+    return json.loads(Path(str(path) + ".meta.json").read_text())
+
+
+@pytest.mark.parametrize("message, other", [
+    ("the step-size controller gave up (step size too small)", "kvaerno5"),
+    ("the solver took the maximum number of steps (100)", "--rtol"),
+])
+def test_divergence_hint_says_it_once_then_the_alternative(message: str, other: str):
+    """A solver failure after the overlaps grew gets one divergence hint, then what else to
+    try; not the driver's own guess repeated."""
+    from eqgen.runtime import ode
+
+    t = np.linspace(0, 1, 5)
+    Q = np.exp(3 * t)[:, None, None] * np.eye(2)
+    raw = ode.RawSolution(t, {"Q": Q, "M": 0 * Q, "P": np.broadcast_to(np.eye(2), Q.shape)},
+                          {}, 10, "tsit5")
+    hint = {"kvaerno5": "lower the learning rate if the overlaps are diverging; if the "
+                        "problem is stiff, try --solver kvaerno5",
+            "--rtol": "loosen --rtol/--atol, shorten --t-max, or try --solver kvaerno5 if "
+                      "stiff"}[other]
+    error = NumericalError(message, t=1.0, hint=hint, partial=raw)
+    health.explain_growth(error)
+    assert error.hint.count("diverging") == 1 and error.hint.count(other) == 1, error.hint
+    assert error.hint.startswith("the dynamics are probably diverging")
+    assert str(error).startswith("the overlaps grew from 1 to 20.1")
+
+
+# ---------------------------------------------------------------------------------------------
+# partial results of simulate and compare
+
+
+def test_diverging_committee_simulation_writes_its_times_up_to_the_failure(tmp_path: Path):
+    out = tmp_path / "sim.csv"
+    r = run_quiet("simulate", model_path("committee_square"), "--d", "200", "--seeds", "2",
+                  "--t-max", "50", "--set", "gamma=5", "-o", out)
+    assert r.code == 3, r.err
+    assert not FORBIDDEN.search(r.err), r.err
+    assert "the simulation diverged" in r.err and "hint:" in r.err
+    t_fail = failure_time(r.err)
+    names, rows = read_csv(out)
+    assert names[:3] == ["t", "risk", "risk_stderr"] and len(rows) >= 2
+    assert np.all(np.isfinite(rows)) and rows[-1, 0] < t_fail
+    meta = read_meta(out)
+    assert meta["partial"] is True and meta["failure"]["t"] == pytest.approx(t_fail)
+    assert meta["kind"] == "simulation" and meta["seeds"] == 2
+
+
+def test_compare_keeps_the_theory_when_the_simulation_diverges(tmp_path: Path):
+    """The theory is solved at the simulated times before the failure (here it fails too,
+    later on): both columns up to there, the simulation's error reported."""
+    out = tmp_path / "cmp.csv"
+    r = run_quiet("compare", model_path("committee_square"), "--d", "200", "--seeds", "2",
+                  "--t-max", "50", "--set", "gamma=5", "-o", out)
+    assert r.code == 3, r.err
+    assert "the simulation diverged" in r.err
+    t_fail = failure_time(r.err)
+    names, rows = read_csv(out)
+    sim, theory = rows[:, names.index("risk_sim")], rows[:, names.index("risk")]
+    assert np.all(np.isfinite(sim)) and rows[-1, 0] < t_fail
+    assert np.isfinite(theory[:3]).all()  # the theory's own values, up to its failure
+    meta = read_meta(out)
+    assert meta["partial"] is True and meta["failure"]["stage"] == "simulation"
+    assert meta["kind"] == "comparison"
+
+
+def test_compare_keeps_the_simulation_when_the_theory_fails(tmp_path: Path):
+    """A theory that fails after a completed simulation (here: too few solver steps) keeps
+    every simulated time, with the theory up to its failure and NaN after it."""
+    out = tmp_path / "cmp.csv"
+    r = run_quiet("compare", model_path("committee_erf"), "--d", "100", "--seeds", "2",
+                  "--t-max", "2", "--max-steps", "3", "-o", out)
+    assert r.code == 3, r.err
+    assert "maximum number of steps" in r.err
+    t_fail = failure_time(r.err)
+    names, rows = read_csv(out)
+    assert rows[-1, 0] == pytest.approx(2.0)  # the whole simulation
+    assert np.all(np.isfinite(rows[:, names.index("risk_sim")]))
+    theory = rows[:, names.index("risk")]
+    assert np.isfinite(theory[rows[:, 0] < t_fail]).all() and theory[0] > 0
+    assert np.isnan(theory[rows[:, 0] >= t_fail]).all()
+    meta = read_meta(out)
+    assert meta["partial"] is True and meta["failure"]["stage"] == "theory"
+    assert meta["failure"]["t"] == pytest.approx(t_fail)
 
 
 class _Planted:
@@ -146,7 +243,68 @@ def test_non_finite_dmft_sweep_exits_3_with_partial_results(tmp_path: Path):
     assert np.all(np.isfinite(rows)) and rows[-1, 0] < t_fail
 
 
-def test_late_dmft_overflow_keeps_the_early_times(tmp_path: Path):
+def test_diverging_dmft_simulation_exits_3_with_partial_results(tmp_path: Path):
+    """Simulated GD past its stability limit: |w|²/d passes 1e12; exit 3 at that time,
+    the finite rows before it written and marked partial, the limit in the hint."""
+    out = tmp_path / "sim.csv"
+    r = run_quiet("simulate", model_path("glm_ridge_square"), "--set", "eta=3", "--t-max",
+                  "100", "--d", "200", "--seeds", "2", "-o", out)
+    assert r.code == 3, r.err
+    assert not FORBIDDEN.search(r.err), r.err
+    assert "the simulation diverged" in r.err and "0.3374" in r.err
+    assert r.err.count("warning:") == 1  # the step is past the known limit
+    t_fail = failure_time(r.err)
+    assert 0 < t_fail < 100
+    names, rows = read_csv(out)
+    assert names[:3] == ["t", "m", "m_stderr"] and len(rows) > 1
+    assert np.all(np.isfinite(rows[:, names.index("Q")])) and rows[-1, 0] < t_fail
+    assert np.max(rows[:, names.index("Q")]) <= 1e12
+    meta = read_meta(out)
+    assert meta["partial"] is True and meta["failure"]["t"] == pytest.approx(t_fail)
+
+
+def test_dmft_simulation_stops_at_the_blow_up():
+    """The simulator does not go on for the steps after a seed diverged (NaN there)."""
+    from eqgen.simulate.dmft import first_blow_up, simulate_dmft
+
+    model = eqgen.load(model_path("glm_ridge_square"))
+    problem = model.problem({"eta": 3.0}, None, 300.0)
+    raw = simulate_dmft(problem, 100, seeds=2, chunk_steps=5)
+    k = first_blow_up(raw["Q"][0])
+    assert k is not None and k < 40
+    assert np.isnan(raw["Q"][:, k + 10:]).all()  # neither seed ran on
+
+
+def test_dmft_failure_at_the_start_points_at_the_initial_state(tmp_path: Path):
+    r = run_quiet("solve", model_path("glm_ridge_square"), "--set", "m0=1e7")
+    assert r.code == 3, r.err
+    assert failure_time(r.err) == 0
+    hint = r.err.split("hint:")[1]
+    assert "m0" in hint and "lower the step" not in hint
+
+
+def test_dmft_step_past_the_gd_stability_limit_warns_with_the_limit(tmp_path: Path):
+    """Square loss, b = 1: GD diverges when η (λ + (1 + √α)²) > 2 (Marchenko–Pastur edge).
+    Checked on the exact DMFT just below and above the limit; `check` and `solve` warn past
+    it, and do not refuse (the numbers are a correct prediction of the divergence)."""
+    model = eqgen.load(model_path("glm_ridge_square"))
+    r = model.resolve({"alpha": 2.0, "lambda": 0.1})
+    limit = model.step_limit(r)
+    assert limit == pytest.approx(2 / (0.1 + (1 + np.sqrt(2)) ** 2))
+    below = model.solve({"eta": 0.9 * limit}, t_max=80 * 0.9 * limit)
+    assert np.max(below["Q"]) <= 1.0 + 1e-9
+    with pytest.warns(UserWarning, match="stability limit"):
+        above = model.solve({"eta": 1.1 * limit}, t_max=80 * 1.1 * limit)
+    assert above["Q"][-1] > 1e6 * above["Q"][0]
+    assert model.step_limit(model.resolve({"b": 0.5, "tau": 2.0})) is None  # SGD: unknown
+    logistic = eqgen.load(model_path("gmm_two_cluster_logistic"))
+    assert logistic.step_limit(logistic.resolve()) is None
+    spec = tmp_path / "fast.eqg"
+    spec.write_text(model_path("glm_ridge_square").read_text().replace("eta = 0.1", "eta = 3"))
+    c = run_quiet("check", spec)
+    assert c.code == 0 and "warning:" in c.err and "0.3374" in c.err, c.err
+    assert run_quiet("check", model_path("glm_ridge_square")).err == ""
+
     out = tmp_path / "dmft.csv"
     r = run_quiet("solve", model_path("glm_ridge_square"), "--set", "eta=3", "--set",
                   "lambda=0", "--t-max", "600", "-o", out)
@@ -204,6 +362,76 @@ def test_committee_estimate_bounds_the_compiled_vector_field():
         used = mem.temp_size_in_bytes + mem.argument_size_in_bytes + mem.output_size_in_bytes
         estimate = health.committee_memory(p, k, 1) - health.BASELINE_BYTES
         assert used < estimate, (name, used, estimate)
+
+
+def test_sweep_too_large_for_memory_is_refused_before_compiling(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    def no_compile(self: Model) -> Any:
+        raise AssertionError("compiled before the memory check")
+
+    monkeypatch.setattr(Model, "module", property(no_compile))
+    r = run_quiet("sweep", model_path("committee_square"), "--grid", "gamma=0.1,0.2", "--set",
+                  "p=512", "--set", "k=512")
+    assert r.code == 2, r.err
+    assert re.search(r"2 grid point\(s\).*would need about [0-9.e+]+ GiB", r.err), r.err
+    # the estimate is that of one solve, once per point solved at the same time
+    one = health.committee_memory(8, 8, 201) - health.BASELINE_BYTES
+    many = health.committee_sweep_memory([(8, 8, 10)], 201) - health.BASELINE_BYTES
+    assert many == pytest.approx(10 * one)
+
+
+def test_huge_grids_are_refused_at_once(monkeypatch: pytest.MonkeyPatch):
+    t0 = time.perf_counter()
+    r = run_quiet("sweep", model_path("committee_square"), "--grid", "gamma=1:2:100000000")
+    assert r.code == 2 and "100,000,000 grid points" in r.err, r.err
+    r = run_quiet("sweep", model_path("committee_square"), "--grid", "gamma=1:2:1000",
+                  "--grid", "Delta=0:1:1000")
+    assert r.code == 2 and "1,000,000 grid points" in r.err, r.err
+    assert time.perf_counter() - t0 < 30
+    from eqgen.sweep import axes_from
+
+    monkeypatch.setenv("EQGEN_MAX_GRID_POINTS", "3")
+    with pytest.raises(eqgen.UsageError, match="EQGEN_MAX_GRID_POINTS"):
+        axes_from(["gamma=1:2:4"])
+    assert len(axes_from(["gamma=1:2:3"])[0].values) == 3
+
+
+def test_dmft_simulation_too_large_for_memory_is_refused_with_an_estimate():
+    t0 = time.perf_counter()
+    r = run_quiet("simulate", model_path("gmm_two_cluster_logistic"), "--d", "1000000",
+                  "--seeds", "1", "--set", "alpha=1000")
+    assert r.code == 2, r.err
+    assert "1,000,000,000 samples" in r.err and "GiB" in r.err and "--d" in r.err
+    assert time.perf_counter() - t0 < 30
+
+
+def test_compare_checks_the_theory_before_simulating(monkeypatch: pytest.MonkeyPatch):
+    def no_simulation(self: Model, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("simulated before the theory was checked")
+
+    monkeypatch.setattr(Model, "simulate", no_simulation)
+    r = run_quiet("compare", model_path("committee_square"), "--d", "1000", "--seeds", "2",
+                  "--set", "p=512", "--set", "k=512")
+    assert r.code == 2 and "GiB" in r.err, r.err
+    r = run_quiet("compare", model_path("committee_erf"), "--d", "100", "--solver", "euler")
+    assert r.code == 2 and "unknown solver" in r.err, r.err
+
+
+def test_very_long_committee_simulations_warn_or_are_refused(monkeypatch: pytest.MonkeyPatch):
+    from eqgen.simulate import committee as sim
+
+    assert sim.check_duration(10**5, 1000, 1, 4) < sim.WARN_SECONDS  # seconds: silent
+    with pytest.warns(UserWarning, match="hours"):
+        sim.check_duration(10**9, 1000, 1, 4)
+    with pytest.raises(eqgen.UsageError, match="EQGEN_ALLOW_LONG_SIMULATION"):
+        sim.check_duration(10**12, 10**4, 1, 4)
+    monkeypatch.setenv("EQGEN_ALLOW_LONG_SIMULATION", "1")
+    with pytest.warns(UserWarning, match="years"):
+        sim.check_duration(10**12, 10**4, 1, 4)
+    monkeypatch.delenv("EQGEN_ALLOW_LONG_SIMULATION")
+    r = run_quiet("simulate", model_path("committee_erf"), "--d", "100000", "--seeds", "4",
+                  "--t-max", "100")
+    assert r.code == 2 and "SGD steps" in r.err and "hours" in r.err, r.err
 
 
 def test_dmft_with_too_many_samples_is_refused_with_an_estimate():

@@ -8,7 +8,10 @@ network after it.
   I4(j, l, c, e) are evaluated on p(p+1)/2 × (p+k)(p+k+1)/2 pairs of units, and by the saved
   trajectory (one (p+k)² block per output time). Its constants were measured with
   `jax.jit(...).lower(...).compile().memory_analysis()` on the shipped models (the generated
-  I4 code needs 1.0–4.4 float64 temporaries per pair; see docs/robustness.md).
+  I4 code needs 1.0–4.4 float64 temporaries per pair; see docs/robustness.md). A sweep
+  (`check_committee_sweep`) needs the working memory once per point solved at the same time
+  and keeps every point's trajectory; a DMFT simulation (`check_dmft_simulation`) is
+  dominated by its n × d data matrix.
 - After: `check_overlaps` finds the first output time at which Ω = [[Q, M], [Mᵀ, P]] is no
   longer positive semi-definite. Ω is the covariance of the pre-activations of student and
   teacher, so a negative eigenvalue means the order parameters no longer belong to any pair
@@ -20,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -34,6 +37,22 @@ BASELINE_BYTES = 300e6  # JAX, XLA and the compiled solver themselves
 USABLE_FRACTION = 0.8  # of the memory reported available
 DMFT_PER_SAMPLE_STEP = 24.0  # float64 per trajectory and step (measured at most 22)
 MAX_CHECKED_TIMES = 64  # Ω eigenvalues at this many output times at most (large p only)
+SIMULATION_MATRIX_COPIES = 3.0  # n × d float64 matrices at the peak of a DMFT simulation
+BLOW_UP = 1e12  # an overlap (|w|²/d, Q, M) this large means the dynamics diverged
+
+
+def committee_parts(p: int, k: int, n_times: int, variance: bool = True,
+                    reduced: bool = False) -> tuple[float, float]:
+    """(working, saved) float64 counts of one committee solve: the temporaries of the
+    vector field while it runs, and the trajectory kept at `n_times` output times (see
+    `committee_memory`)."""
+    n = p + k
+    if reduced:
+        return 64.0 * n * k, float(n_times * n * k)
+    pairs_jl, pairs_ce = p * (p + 1) / 2, n * (n + 1) / 2
+    i4 = I4_TEMPORARIES * pairs_jl * pairs_ce if variance else 0.0
+    i3 = I3_TEMPORARIES * p * n * n
+    return i4 + i3, SAVED_COPIES * n_times * n * n
 
 
 def committee_memory(p: int, k: int, n_times: int, variance: bool = True,
@@ -41,14 +60,19 @@ def committee_memory(p: int, k: int, n_times: int, variance: bool = True,
     """Estimated peak bytes of solving a committee model with widths p, k at `n_times`
     output times (`variance`: the regime keeps the SGD variance term with its I4 integrals;
     `reduced`: a mean-field state of size O(pk), without p × p matrices)."""
-    n = p + k
-    if reduced:
-        return BASELINE_BYTES + 8.0 * n * k * (n_times + 64)
-    pairs_jl, pairs_ce = p * (p + 1) / 2, n * (n + 1) / 2
-    i4 = I4_TEMPORARIES * pairs_jl * pairs_ce if variance else 0.0
-    i3 = I3_TEMPORARIES * p * n * n
-    saved = SAVED_COPIES * n_times * n * n
-    return BASELINE_BYTES + 8.0 * (i4 + i3 + saved)
+    return BASELINE_BYTES + 8.0 * sum(committee_parts(p, k, n_times, variance, reduced))
+
+
+def committee_sweep_memory(groups: Sequence[tuple[int, int, int]], n_times: int,
+                           variance: bool = True, reduced: bool = False) -> float:
+    """Estimated peak bytes of a sweep whose points fall into `groups` of (p, k, number of
+    points). The points of a group are solved at once (one vmapped solve, or its parts on
+    concurrent threads), so the working memory of the largest group counts n times over;
+    groups are solved one after another, but every point's trajectory is kept to the end."""
+    parts = [(n, *committee_parts(p, k, n_times, variance, reduced)) for p, k, n in groups]
+    working = max((n * w for n, w, _ in parts), default=0.0)
+    saved = sum(n * s for n, _, s in parts)
+    return BASELINE_BYTES + 8.0 * (working + saved)
 
 
 def check_committee_solve(spec: Any, p: int, k: int, n_times: int) -> None:
@@ -61,6 +85,38 @@ def check_committee_solve(spec: Any, p: int, k: int, n_times: int) -> None:
     check_memory(estimate, f"solving {spec.name} with p = {p}, k = {k} at {n_times} times",
                  "lower p or k (the SGD variance term grows as p²(p+k)²/4), use regime "
                  "gradient_flow, or save fewer times with --save-at")
+
+
+def check_committee_sweep(spec: Any, groups: Sequence[tuple[int, int, int]],
+                          n_times: int) -> None:
+    """`check_memory` for sweeping the committee `spec` over grid points that fall into
+    `groups` of (p, k, number of points), before any compilation."""
+    from eqgen.theories.checks import regime_of
+
+    reduced = getattr(spec.regime, "reduction", None) is not None
+    estimate = committee_sweep_memory(groups, n_times, regime_of(spec).variance, reduced)
+    points = sum(n for _, _, n in groups)
+    widths = ", ".join(sorted({f"p = {p}, k = {k}" for p, k, _ in groups}))
+    check_memory(estimate, f"sweeping {spec.name} over {points} grid point(s) ({widths}) at "
+                 f"{n_times} times", "fewer grid points (each point of a group is solved at "
+                 "once, with its own copy of the working memory), lower p or k, use regime "
+                 "gradient_flow, or save fewer times with --save-at")
+
+
+def dmft_simulation_memory(n: int, d: int) -> float:
+    """Estimated peak bytes of simulating a DMFT model at dimension d with n samples
+    (eqgen.simulate.dmft): the n × d noise matrix of one seed, drawn as random bits and
+    converted (XLA's measured peak of the draw is 2.5 n·d float64; the steps then need one
+    n × d matrix and vectors), and a few vectors of length n and d."""
+    return BASELINE_BYTES + 8.0 * (SIMULATION_MATRIX_COPIES * n * d + 16.0 * (n + d))
+
+
+def check_dmft_simulation(n: int, d: int) -> None:
+    """`check_memory` for a DMFT simulation with n = αd samples at dimension d."""
+    check_memory(dmft_simulation_memory(n, d),
+                 f"simulating n = {n:,} samples at d = {d:,} (an n × d data matrix of "
+                 f"{_gib(8.0 * n * d)})",
+                 "lower --d (n = αd, so the memory grows as αd²) or alpha")
 
 
 def dmft_memory(steps: int, samples: int, response_samples: int) -> float:
@@ -201,11 +257,25 @@ def check_overlaps(raw: Any, rtol: float) -> None:
                                     observables={k: v[:i] for k, v in raw.observables.items()}))
 
 
+# What else to try after a failure that `explain_growth` attributes to a divergence, by the
+# failure's message (the other alternatives of the driver's hint, without its own guess).
+OTHERWISE = (("maximum number of steps", "; if they are not, loosen --rtol/--atol or shorten "
+              "--t-max"),
+             ("step size too small", "; if they are not, try --solver kvaerno5 (stiff problems)"),
+             ("positive semi-definite", "; if they are not, tighten --rtol/--atol or check the "
+              "initial overlaps"),
+             ("overlaps diverged", "; or check the regime (the SGD noise term grows with "
+              "γ c_p)"))
+DIVERGING = ("the dynamics are probably diverging: lower the learning rate (`eqgen stability "
+             "SPEC` gives the largest stable learning rate of perfect learning, for p = k and "
+             "Δ = 0)")
+
+
 def explain_growth(error: NumericalError, growth: float = 4.0) -> None:
     """When the overlaps of `error.partial` (an `ode.RawSolution`) grew more than `growth`
     times between the first and the last good time, say so in the message and the hint: a
     solver that runs out of steps or of step size while the overlaps explode is following a
-    divergence."""
+    divergence. The hint then says that once, followed by what else to try (`OTHERWISE`)."""
     raw = error.partial
     states = getattr(raw, "states", None)
     if not states or len(raw.t) < 2:
@@ -215,10 +285,9 @@ def explain_growth(error: NumericalError, growth: float = 4.0) -> None:
                                          for v in moving], axis=1)), axis=1)
     if not (np.all(np.isfinite(size[[0, -1]])) and size[-1] > growth * max(size[0], 1e-12)):
         return
-    note = "the dynamics are probably diverging: lower the learning rate"
-    if "probably diverging" not in (error.hint or ""):
-        error.hint = note + (f"; otherwise: {error.hint}" if error.hint else "")
     message = str(error)
+    if "probably diverging" not in (error.hint or ""):
+        error.hint = DIVERGING + next((text for key, text in OTHERWISE if key in message), "")
     if not message.startswith(("the overlaps diverged", "the overlaps grew")):
         error.args = (f"the overlaps grew from {size[0]:.3g} to {size[-1]:.3g} (largest entry "
                       f"of Q, M), and then {message}",)

@@ -266,7 +266,8 @@ def _check(raw: RawSolution, result: int, max_steps: int) -> None:
         hint = "loosen --rtol/--atol, shorten --t-max, or try --solver kvaerno5 if stiff"
     else:
         msg = "the step-size controller gave up (step size too small)"
-        hint = "the dynamics may be diverging: lower the learning rate or try --solver kvaerno5"
+        hint = ("lower the learning rate if the overlaps are diverging; if the problem is stiff, "
+                "try --solver kvaerno5")
     after = f"; last good time t = {t_ok:.6g}" if t_ok is not None else ""
     raise NumericalError(msg + after, t=t_fail, hint=hint, partial=partial)
 

@@ -103,6 +103,16 @@ class Solution:
     def final(self) -> dict[str, float]:
         return {k: float(v[-1]) for k, v in self.observables.items()}
 
+    def mark_partial(self, error: Any, **extra: Any) -> Solution:
+        """Record in the metadata that this solution stops at a failure: `partial` is true
+        and `failure` holds the error's message, time and hint (and `extra`, e.g. the stage
+        of a comparison that failed), so that a file written from it says it is incomplete.
+        Returns the solution itself."""
+        self.metadata["partial"] = True
+        self.metadata["failure"] = {"message": str(error), "t": getattr(error, "t", None),
+                                    "hint": getattr(error, "hint", None), **extra}
+        return self
+
 
 def _jsonable(x: Any) -> Any:
     if isinstance(x, Mapping):

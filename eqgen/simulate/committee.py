@@ -37,7 +37,9 @@ seed-vectorised measurement in blocks of about 2¹⁸ numbers (a `fori_loop`), s
 from __future__ import annotations
 
 import functools
+import os
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import ModuleType
@@ -56,9 +58,13 @@ PIECE_CHUNKS = 64  # chunks per call of the compiled stepper (progress granulari
 GROUP_BYTES = 2**28  # memory for the seeds vectorised together (weights + one chunk)
 SEED_BYTES = 2**34  # refuse a single trajectory that needs more memory than this
 MAX_STEPS = 10**12
-BLOW_UP = 1e12  # an overlap this large means SGD diverged
+BLOW_UP = 1e12  # an overlap this large means SGD diverged (as eqgen.runtime.health.BLOW_UP)
 MAX_TEST_SAMPLES = 10**8  # held-out samples per seed and output time
 TEST_STREAM = 2**32 - 1  # folded into the base key for the held-out samples (seed indices < it)
+STEP_OVERHEAD = 2e-6  # seconds per SGD step and seed, whatever d (see `step_seconds`)
+STEP_PER_INPUT = 1.5e-8  # seconds per step, seed and input coordinate
+WARN_SECONDS = 600.0  # warn about a simulation estimated to take longer than this
+MAX_SECONDS = 86400.0  # refuse one estimated to take longer (EQGEN_ALLOW_LONG_SIMULATION)
 
 
 def check_dimension(d: Any) -> int:
@@ -107,6 +113,41 @@ def output_steps(times: Sequence[float] | np.ndarray, dt: float) -> np.ndarray:
         raise UsageError(f"the simulation would need {steps.max():.3g} SGD steps (more than "
                          f"{MAX_STEPS:.0e})\n  hint: lower --t-max or --d")
     return np.unique(np.concatenate([[0], steps.astype(np.int64)]))
+
+
+def step_seconds(d: int, batch: int, width: int) -> float:
+    """A rough cost of one SGD step of one seed, in seconds: a fixed overhead plus a part
+    linear in d·B (drawing the inputs and two matrix–vector products), growing slowly with
+    the widths p + k. Fitted to the throughput measured on two CPU cores (docs/comparison.md,
+    Throughput): about 6 700 steps/s at d = 10⁴ (p = k = 8) and 7·10⁴ at d = 10³ (p = k = 2)
+    for one seed; only its order of magnitude matters."""
+    return STEP_OVERHEAD + STEP_PER_INPUT * d * batch * max(1.0, width / 16)
+
+
+def check_duration(total_steps: int, d: int, batch: int, width: int) -> float:
+    """The estimated wall time of `total_steps` SGD steps (summed over seeds), in seconds:
+    a warning above `WARN_SECONDS`, a `UsageError` above `MAX_SECONDS` (unless
+    $EQGEN_ALLOW_LONG_SIMULATION is set), so that nobody is surprised by hours of SGD."""
+    seconds = total_steps * step_seconds(d, batch, width)
+    if seconds <= WARN_SECONDS:
+        return seconds
+    what = (f"the simulation runs {total_steps:.3g} SGD steps (t_max · d / (γ c_p) per seed, "
+            f"times the seeds) at d = {d}: about {_duration(seconds)} at a typical "
+            f"{1 / step_seconds(d, batch, width):.2g} steps/s (a rough estimate)")
+    if seconds > MAX_SECONDS and not os.environ.get("EQGEN_ALLOW_LONG_SIMULATION"):
+        raise UsageError(f"{what}, more than {_duration(MAX_SECONDS)}\n  hint: lower --t-max, "
+                         "--d or --seeds (the cost to a fixed t grows like d²), or set "
+                         "EQGEN_ALLOW_LONG_SIMULATION=1 to run it anyway")
+    warnings.warn(f"{what}; lower --t-max, --d or --seeds for a quicker run", stacklevel=3)
+    return seconds
+
+
+def _duration(seconds: float) -> str:
+    """`40 minutes`, `3.2 hours`, `12 days`, `4.1e+03 years`."""
+    for unit, size in (("years", 365.25 * 86400), ("days", 86400), ("hours", 3600)):
+        if seconds >= 1.5 * size:
+            return f"{seconds / size:.2g} {unit}"
+    return f"{seconds / 60:.0f} minutes"
 
 
 def chunk_size(d: int, batch: int) -> int:
@@ -366,6 +407,8 @@ def run(module: ModuleType, scalars: Mapping[str, float], W0: np.ndarray, Ws: np
     V = np.full((T, seeds), np.nan) if test_samples else None
     piece = chunk * PIECE_CHUNKS
     t0 = time.perf_counter()
+    failure: NumericalError | None = None
+    limit = T  # output times measured on every seed: lowered to the first failure
     with ProgressBar(label, last * seeds, "steps", enabled=progress) as bar:
         for lo in range(0, seeds, size):
             idx = np.arange(lo, min(seeds, lo + size))
@@ -373,7 +416,8 @@ def run(module: ModuleType, scalars: Mapping[str, float], W0: np.ndarray, Ws: np
             W = jnp.broadcast_to(jnp.asarray(W0), (len(idx), p, d))
             a = jnp.broadcast_to(jnp.asarray(a0, dtype=jnp.float64), (len(idx), p))
             current = 0
-            for i, target in enumerate(int(n) for n in steps):
+            for i in range(limit):
+                target = int(steps[i])
                 while current < target:
                     nxt = min(target, current + piece)
                     W, a = advance(W, a, keys, Ws_j, a_star_j, s, jnp.int64(current),
@@ -384,26 +428,41 @@ def run(module: ModuleType, scalars: Mapping[str, float], W0: np.ndarray, Ws: np
                         bar.update(lo * last + current * len(idx))
                 q, m = measure(W, Ws_j)
                 Q[i, idx], M[i, idx], A[i, idx] = np.asarray(q), np.asarray(m), np.asarray(a)
-                _check_finite(Q[i, idx], idx, target * dt)
+                error = divergence(Q[i, idx], M[i, idx], A[i, idx], idx, steps[:i + 1] * dt)
+                if error is not None:  # this and later times are lost for every seed
+                    failure, limit = error, i
+                    break
                 if held_out is not None:
                     mean, var = held_out(W, a, base, jnp.asarray(idx), jnp.int64(target),
                                          Ws_j, a_star_j, s)
                     R[i, idx], V[i, idx] = np.asarray(mean), np.asarray(var)
         bar.close(last * seeds)
-    return Trajectories(steps=steps, t=steps * dt, Q=Q, M=M, a=A, P=Ws @ Ws.T / d,
-                        a_star=np.asarray(a_star, dtype=float), wall=time.perf_counter() - t0,
-                        chunk=chunk, test_samples=test_samples, risk_test=R, risk_test_var=V)
+    raw = Trajectories(steps=steps[:limit], t=steps[:limit] * dt, Q=Q[:limit], M=M[:limit],
+                       a=A[:limit], P=Ws @ Ws.T / d, a_star=np.asarray(a_star, dtype=float),
+                       wall=time.perf_counter() - t0, chunk=chunk, test_samples=test_samples,
+                       risk_test=None if R is None else R[:limit],
+                       risk_test_var=None if V is None else V[:limit])
+    if failure is not None:
+        failure.partial = raw  # the output times before the failure, for every seed
+        raise failure
+    return raw
 
 
-def _check_finite(Q: np.ndarray, idx: np.ndarray, t: float) -> None:
-    """Raise `NumericalError` when a seed's measured Q (S, p, p) is non-finite or exploded."""
-    bad = ~(np.isfinite(Q).all(axis=(1, 2)) & (np.abs(Q).max(axis=(1, 2)) < BLOW_UP))
-    if bad.any():
-        raise NumericalError(
-            f"the simulation diverged: the weights of seed {int(idx[bad][0])} "
-            "became non-finite or exploded", t=float(t),
-            hint="lower the learning rate (e.g. --set gamma=...): at finite d, SGD "
-            "diverges when γ c_p is too large")
+def divergence(Q: np.ndarray, M: np.ndarray, a: np.ndarray, idx: np.ndarray,
+               times: np.ndarray) -> NumericalError | None:
+    """The `NumericalError` to raise when a seed's measured overlaps (Q: (S, p, p), M, a)
+    at the last of `times` are non-finite or above `BLOW_UP`, else None. The error's time is
+    that of the measurement; the last good time is the one before it."""
+    size = np.concatenate([np.abs(x).reshape(len(idx), -1) for x in (Q, M, a)], axis=1)
+    bad = ~(size.max(axis=1) < BLOW_UP)  # NaN compares false: caught too
+    if not bad.any():
+        return None
+    before = f"; last good time t = {times[-2]:.6g}" if len(times) > 1 else ""
+    return NumericalError(
+        f"the simulation diverged: the weights of seed {int(idx[bad][0])} became non-finite "
+        f"or exploded (an overlap above {BLOW_UP:.0e}){before}", t=float(times[-1]),
+        hint="lower the learning rate (e.g. --set gamma=...): at finite d, SGD diverges when "
+        "γ c_p is too large")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -422,7 +481,6 @@ def simulate(model: Any, r: Resolved, explicit: set[str], *, d: int, seeds: int,
     `risk_test` (and `risk_test_stderr`), right after `risk`: the mean loss on N fresh held-out
     samples per seed and output time.
     """
-    import eqgen
     from eqgen.runtime.solution import Solution
 
     module = model.module
@@ -437,10 +495,30 @@ def simulate(model: Any, r: Resolved, explicit: set[str], *, d: int, seeds: int,
     W0, Ws, how = initial_weights(model.spec, r, d, seed, explicit)
     trained = "a" in module.EVOLVING
     label = f"simulating {model.name} (d = {d}, {seeds} seed{'s' if seeds != 1 else ''})"
-    raw = run(module, s, W0, Ws, r.init["a"], r.init["a_star"], steps=steps, dt=dt,
-              batch=batch, trained=trained, seeds=seeds, seed=seed, progress=progress,
-              label=label, test_samples=test_samples)
+    check_duration(int(steps[-1]) * seeds, d, batch, r.p + r.k)
 
+    def solution(raw: Trajectories) -> Solution:
+        return _solution(model, module, r, raw, d=d, seed=seed, batch=batch, dt=dt, how=how)
+
+    try:
+        raw = run(module, s, W0, Ws, r.init["a"], r.init["a_star"], steps=steps, dt=dt,
+                  batch=batch, trained=trained, seeds=seeds, seed=seed, progress=progress,
+                  label=label, test_samples=test_samples)
+    except NumericalError as e:  # the seed means up to the last good time, marked partial
+        if isinstance(e.partial, Trajectories):
+            e.partial = solution(e.partial).mark_partial(e) if len(e.partial.steps) else None
+        raise
+    return solution(raw)
+
+
+def _solution(model: Any, module: ModuleType, r: Resolved, raw: Trajectories, *, d: int,
+              seed: int, batch: int, dt: float, how: str) -> Any:
+    """The `Solution` of `simulate` from the raw trajectories (module doc of `simulate`)."""
+    import eqgen
+    from eqgen.runtime.solution import Solution
+
+    params = {k: float(v) for k, v in r.params.items()}
+    test_samples = raw.test_samples
     per_seed_obs = per_seed_observables(module, raw, params)
     if raw.risk_test is not None:  # the held-out estimate right after the analytic risk
         per_seed_obs = _insert_after(per_seed_obs, "risk", "risk_test", raw.risk_test)

@@ -39,6 +39,7 @@ jax.config.update("jax_enable_x64", True)  # float64 throughout, before any arra
 
 Progress = Callable[[int], None]  # called with the steps done so far, summed over seeds
 PIECES = 16  # pieces per run by default: the progress granularity
+BLOW_UP = 1e12  # |w|²/d this large means the weights diverged (as eqgen.runtime.health.BLOW_UP)
 
 
 class Dataset(NamedTuple):
@@ -159,21 +160,37 @@ def _runner(problem: DmftProblem, d: int, length: int) -> tuple[Callable, Callab
 
 
 def _run(problem: DmftProblem, d: int, keys: tuple[jax.Array, jax.Array], length: int,
-         done: Callable[[int], None]) -> dict[str, np.ndarray]:
+         done: Callable[[int], None], horizon: int | None = None) -> dict[str, np.ndarray]:
     """m, Q, training loss and training error at steps k = 0..K of one run, scanned in pieces
     of `length` steps; `done(k)` after each piece. The last piece may run past K: its extra
-    steps are dropped (they observe and update, but nothing reads them)."""
+    steps are dropped (they observe and update, but nothing reads them).
+
+    The run stops after the piece in which Q = |w|²/d exceeds `BLOW_UP` or stops being finite
+    (the weights diverged: nothing after it is worth computing), or after `horizon`
+    observations; the observations not made are NaN."""
     start, piece = _runner(problem, d, length)
     data, carry = start(*keys)
     total = problem.steps + 1  # observations at k = 0..K
+    stop = total if horizon is None else min(total, horizon)
     pieces: list[tuple[np.ndarray, ...]] = []
-    for first in range(0, total, length):
+    for first in range(0, stop, length):
         carry, seen = piece(data, keys[1], carry, jnp.int64(first))
         pieces.append(tuple(np.asarray(x) for x in seen))
         done(min(first + length, total) - 1)
+        if first_blow_up(pieces[-1][1]) is not None:
+            break
     names = ("m", "Q", "train_loss", "train_error")
-    return {name: np.concatenate([p[i] for p in pieces])[:total]
-            for i, name in enumerate(names)}
+    out = {}
+    for i, name in enumerate(names):
+        seen = np.concatenate([p[i] for p in pieces])[:total]
+        out[name] = np.concatenate([seen, np.full(total - len(seen), np.nan)])
+    return out
+
+
+def first_blow_up(Q: np.ndarray) -> int | None:
+    """The first index at which Q = |w|²/d is non-finite or above `BLOW_UP`, else None."""
+    bad = np.flatnonzero(~(np.abs(np.asarray(Q)) < BLOW_UP))  # NaN compares false
+    return int(bad[0]) if bad.size else None
 
 
 def simulate_dmft(problem: DmftProblem, d: int, seeds: int = 4, seed: int = 0,
@@ -195,7 +212,9 @@ def simulate_dmft(problem: DmftProblem, d: int, seeds: int = 4, seed: int = 0,
 
     **Returns** a dict of numpy arrays: `t` (K+1,), and `m`, `Q`, `train_loss`, `train_error`,
     `test_error`, `test_loss`, each (seeds, K+1), at t_k = k η for k = 0..K. The test metrics
-    are those of a fresh sample at the measured overlaps (m, Q).
+    are those of a fresh sample at the measured overlaps (m, Q). A run whose Q = |w|²/d
+    exceeds `BLOW_UP` (or stops being finite) is stopped there, and later seeds run only up to
+    that step: the observations not made are NaN (`first_blow_up` finds the first bad one).
     """
     if d < 1 or seeds < 1:
         raise ValueError(f"need d >= 1 and seeds >= 1, got d={d}, seeds={seeds}")
@@ -204,14 +223,21 @@ def simulate_dmft(problem: DmftProblem, d: int, seeds: int = 4, seed: int = 0,
     if length < 1:
         raise ValueError(f"chunk_steps must be at least 1, got {chunk_steps}")
     runs: list[dict[str, np.ndarray]] = []
+    horizon = K + 1  # observations worth making: up to the first blow-up of any seed
     for index in range(seeds):
         def done(k: int, index: int = index) -> None:
             if progress is not None:
                 progress(index * K + k)
 
-        runs.append(_run(problem, d, seed_keys(seed, index), min(length, K + 1), done))
+        runs.append(_run(problem, d, seed_keys(seed, index), min(length, K + 1), done,
+                         horizon))
+        bad = first_blow_up(runs[-1]["Q"])
+        if bad is not None:
+            horizon = min(horizon, bad + 1)
     result = {name: np.stack([r[name] for r in runs]) for name in runs[0]}
-    test_error, test_loss = problem.test_metrics(result["m"].ravel(), result["Q"].ravel())
+    with np.errstate(over="ignore", invalid="ignore"):  # a diverged run: NaN, reported later
+        test_error, test_loss = problem.test_metrics(result["m"].ravel(),
+                                                     result["Q"].ravel())
     shape = result["m"].shape
     result["test_error"] = np.asarray(test_error).reshape(shape)
     result["test_loss"] = np.asarray(test_loss).reshape(shape)

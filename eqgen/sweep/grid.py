@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -13,6 +14,29 @@ import numpy as np
 from eqgen.errors import UsageError
 
 SYNTAX = "NAME=a:b:n (n values from a to b), NAME=log:a:b:n (geometric) or NAME=a,b,c"
+MAX_POINTS = 100_000  # grid points a sweep accepts unless EQGEN_MAX_GRID_POINTS says more
+
+
+def max_points() -> int:
+    """The largest number of grid points accepted: $EQGEN_MAX_GRID_POINTS, else `MAX_POINTS`.
+    A limit, so that a typo such as `gamma=1:2:100000000` is refused at once instead of
+    building, resolving and solving 10⁸ points."""
+    env = os.environ.get("EQGEN_MAX_GRID_POINTS", "")
+    if not env:
+        return MAX_POINTS
+    try:
+        value = int(env)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise UsageError(f"EQGEN_MAX_GRID_POINTS must be a whole number ≥ 1, got {env!r}")
+    return value
+
+
+def _too_many(count: float, what: str) -> UsageError:
+    return UsageError(f"{what} has {count:,.0f} grid points, more than the {max_points():,} a "
+                      "sweep accepts\n  hint: use fewer values (a coarse grid first, then a "
+                      "finer one where it matters), or set EQGEN_MAX_GRID_POINTS to allow more")
 
 
 @dataclass(frozen=True)
@@ -62,6 +86,8 @@ def parse_axis(item: str) -> Axis:
                              f"got {spec!r} (forms: {SYNTAX})")
         a, b = _number(parts[0], name), _number(parts[1], name)
         n = _count(parts[2], name)
+        if n > max_points():  # before building the values: 10⁸ of them would take minutes
+            raise _too_many(n, f"--grid {name}")
         if log:
             if a <= 0 or b <= 0:
                 raise UsageError(f"--grid {name}: a log range needs positive ends; got {spec!r}")
@@ -91,6 +117,8 @@ def axes_from(grid: Mapping[str, Sequence[float] | np.ndarray | str | float]
             if isinstance(values, str):
                 axes.append(parse_axis(f"{name}={values}"))
                 continue
+            if np.size(values) > max_points():
+                raise _too_many(np.size(values), f"grid {name}")
             arr = np.atleast_1d(np.asarray(values, dtype=float))
             if arr.ndim != 1 or arr.size == 0 or not np.all(np.isfinite(arr)):
                 raise UsageError(f"grid {name}: give a non-empty list of finite numbers")
@@ -104,6 +132,10 @@ def axes_from(grid: Mapping[str, Sequence[float] | np.ndarray | str | float]
     if dup:
         raise UsageError(f"--grid: {', '.join(dup)} given more than once; put all values of a "
                          "parameter in one --grid")
+    count = math.prod(len(a.values) for a in axes)
+    if count > max_points():
+        raise _too_many(count, "the grid " + " × ".join(f"{a.name} ({len(a.values)})"
+                                                        for a in axes))
     return axes
 
 

@@ -127,16 +127,20 @@ def shape_groups(resolved: Sequence[Resolved]) -> dict[tuple, list[int]]:
 def solve_points(model: Model, resolved: Sequence[Resolved], ts: np.ndarray,
                  *, rtol: float, atol: float, solver: str, max_steps: int | None,
                  progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Solve every resolved point (grouped by shape); per-point arrays in grid order."""
-    from eqgen.runtime import ode
+    """Solve every resolved point (grouped by shape); per-point arrays in grid order.
+    Refused before any compilation when the points would not fit in memory together
+    (`eqgen.runtime.health.check_committee_sweep`)."""
+    from eqgen.runtime import health, ode
 
+    groups = shape_groups(resolved)
+    health.check_committee_sweep(model.spec, [(resolved[idx[0]].p, resolved[idx[0]].k,
+                                               len(idx)) for idx in groups.values()], len(ts))
     module = model.module
     n = len(resolved)
     obs = {name: np.full((n, len(ts)), np.nan) for name in module.OBSERVABLES}
     states: list[dict[str, np.ndarray]] = [{} for _ in range(n)]
     failure: list[Any] = [None] * n
     steps = np.zeros(n, dtype=int)
-    groups = shape_groups(resolved)
     for g, idx in enumerate(groups.values()):
         if progress:
             r0 = resolved[idx[0]]
