@@ -143,13 +143,27 @@ def _parse_times(text: str) -> list[float]:
     return ts
 
 
+MAX_INIT_BYTES = 50_000_000  # an initial-condition file larger than this is refused unread
+
+
 def _read_init(path: str) -> dict[str, Any]:
+    """The initial overlaps of an --init JSON file, as arrays; every problem a located
+    `SpecError` (a file too large or too deeply nested is refused, not read whole)."""
     try:
-        text = Path(path).read_text()
+        with open(path, "rb") as f:
+            raw = f.read(MAX_INIT_BYTES + 1)
+        text = raw.decode()
     except (OSError, UnicodeDecodeError) as e:
         raise SpecError(Diagnostic(f"cannot read initial-condition file: {e}", path)) from None
+    if len(raw) > MAX_INIT_BYTES:
+        raise SpecError(Diagnostic(f"the initial-condition file is too large (more than "
+                                   f"{MAX_INIT_BYTES} bytes)", path,
+                                   hint="it should hold a few matrices: Q, M, P, a, a_star"))
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise SpecError(Diagnostic("the initial-condition file is nested too deeply", path,
+                                   hint="matrices are lists of lists: two levels")) from None
     except json.JSONDecodeError as e:
         lines = text.splitlines()
         raise SpecError(Diagnostic(f"invalid JSON: {e.msg}", path, e.lineno, e.colno, 1,
@@ -165,7 +179,7 @@ def _read_init(path: str) -> dict[str, Any]:
     for k, v in data.items():
         try:
             arr = np.asarray(v, dtype=float)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, RecursionError):
             raise SpecError(Diagnostic(f"'{k}' must be a number or a (nested) list of numbers",
                                        path)) from None
         out[k] = arr

@@ -206,7 +206,14 @@ class DmftModel(Model):
                 return {k: (4 * half[k] - obs[k]) / 3 for k in obs}
             return obs
 
-        res = run(r.eta)
+        try:
+            res = run(r.eta)
+        except (OverflowError, FloatingPointError, ZeroDivisionError) as e:
+            # Python arithmetic on the parameters (η², Δ², ...) out of float range: the checks
+            # bound every value, so this is a last line of defence, reported like a divergence
+            raise NumericalError(f"the parameters overflow floating point ({e})", t=0.0,
+                                 hint="check the sizes of alpha, Delta, lambda, eta, m0 and "
+                                 "q0") from None
         meta: dict[str, Any] = {
             "model": self.name, "title": self.title, "family": "dmft",
             "parameters": r.params, "method": "exact Gaussian propagation" if use_exact

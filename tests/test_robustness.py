@@ -516,3 +516,16 @@ def test_concurrent_generate_leaves_a_valid_file(tmp_path: Path):
     written = out_dir / "committee_erf.py"
     assert written.read_bytes() == (ROOT / "generated" / "committee_erf.py").read_bytes()
     assert sorted(x.name for x in out_dir.iterdir()) == ["committee_erf.py"]  # no temp files
+
+
+def test_init_file_too_deep_or_too_large_is_a_located_error(tmp_path):
+    """An --init file is read only up to a bound and its nesting cannot crash the reader."""
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"Q": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    r = run_quiet("solve", model_path("committee_erf"), "--init", str(deep),
+                  "-o", str(tmp_path / "x.csv"))
+    assert r.code == 1 and "nested too deeply" in r.err and "Traceback" not in r.err
+    if Path("/dev/zero").exists():
+        r = run_quiet("solve", model_path("committee_erf"), "--init", "/dev/zero",
+                      "-o", str(tmp_path / "x.csv"))
+        assert r.code == 1 and "too large" in r.err
