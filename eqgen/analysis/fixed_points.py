@@ -1,5 +1,6 @@
 """Fixed points of a committee model's ODEs: Newton-type search, Jacobian spectrum and
-classification (THEORY §1.5: the Saad–Solla plateau is one).
+classification (the Saad–Solla plateau of docs/theory.md, Facts the implementation is tested
+against, is one).
 
 **Method.** On the independent coordinates x (upper triangle of Q, all of M, a if trained; see
 `eqgen.analysis.coordinates`), solve F(x) = 0 by Levenberg–Marquardt (optimistix) from each
@@ -15,7 +16,9 @@ start, then polish:
 
 Each point is classified by the eigenvalues of J on the independent coordinates (unconstrained:
 no symmetry is imposed): `stable` (all real parts < 0), `saddle` (some > 0, some ≤ 0),
-`unstable` (all > 0) or `marginal` (none > 0, some zero: linearisation inconclusive).
+`unstable` (all > 0) or `marginal` (none > 0, some zero: linearisation inconclusive). A fixed
+point where the field has no Jacobian (a kink, `eqgen.analysis.system`) is kept,
+with its state and observables, as `not differentiable`, without eigenvalues.
 """
 
 from __future__ import annotations
@@ -28,13 +31,16 @@ import jax.numpy as jnp
 import numpy as np
 
 from eqgen.analysis.coordinates import as_params
-from eqgen.analysis.system import CommitteeSystem
+from eqgen.analysis.system import CommitteeSystem, NotDifferentiableError, linear_algebra
 from eqgen.errors import UsageError
 
 NAMED_STARTS = ("spec", "symmetric", "perfect")
 ZERO_TOL = 1e-7  # eigenvalues with |Re| ≤ ZERO_TOL · max(1, |λ|max) count as zero
 NULL_TOL = 1e-5  # singular values ≤ NULL_TOL · σmax span the (numerical) null space
 MAX_BORDERED = 300  # the bordered polish needs d²F (n³ numbers): only for n up to this
+NOT_DIFFERENTIABLE = "not differentiable"
+NONNEGATIVE = ("risk", "excess_risk")  # observables that round-off may push just below 0
+ROUND_OFF = 1e-14  # ... by at most this much
 
 
 @dataclass
@@ -52,9 +58,12 @@ class FixedPoint:
     start: str
     steps: int
     escape_directions: list[dict[str, Any]] = field(default_factory=list)
+    reason: str = ""  # why it is `not differentiable`
 
     def describe(self) -> str:
         """One line: the classification with its counts."""
+        if self.classification == NOT_DIFFERENTIABLE:
+            return f"not differentiable here: {self.reason}; not classified"
         zeros = f", {self.n_zero} zero eigenvalue(s)" if self.n_zero else ""
         if self.classification == "saddle":
             return f"saddle with {self.n_unstable} unstable direction(s){zeros}"
@@ -71,6 +80,7 @@ class FixedPoint:
             "state": {k: np.asarray(v).tolist() for k, v in self.state.items()},
             "eigenvalues": [[float(e.real), float(e.imag)] for e in self.eigenvalues],
             "escape_directions": self.escape_directions,
+            **({"reason": self.reason} if self.reason else {}),
         }
 
 
@@ -204,33 +214,52 @@ def _escape_directions(system: CommitteeSystem, ev: np.ndarray, vecs: np.ndarray
     return out
 
 
+def _observables(system: CommitteeSystem, x: np.ndarray) -> dict[str, float]:
+    """Observables at x, with a risk that round-off made slightly negative set to 0."""
+    obs = system.observables(x)
+    return {k: 0.0 if k in NONNEGATIVE and -ROUND_OFF < v < 0 else v for k, v in obs.items()}
+
+
 def analyse_point(system: CommitteeSystem, x: np.ndarray, start: str = "",
                   steps: int = 0) -> FixedPoint:
-    """Spectrum, classification, observables and escape directions at a point x."""
-    J = system.jacobian(x)
-    ev, vecs = np.linalg.eig(J)
+    """Spectrum, classification, observables and escape directions at a point x (without the
+    spectrum where the field is not differentiable)."""
+    common = {"state": system.state(x), "observables": _observables(system, x),
+              "residual": float(np.abs(system.field(x)).max()), "start": start,
+              "steps": steps}
+    try:
+        J = system.checked_jacobian(x)
+    except NotDifferentiableError as e:
+        return FixedPoint(eigenvalues=np.zeros(0, dtype=complex),
+                          classification=NOT_DIFFERENTIABLE, n_unstable=0, n_zero=0,
+                          n_stable=0, reason=e.reason, **common)
+    with linear_algebra("computing the Jacobian's eigenvalues"):
+        ev, vecs = np.linalg.eig(J)
     order = np.argsort(-ev.real, kind="stable")
     ev, vecs = ev[order], vecs[:, order]
     kind, n_u, n_0, n_s = classify(ev)
-    return FixedPoint(
-        state=system.state(x), observables=system.observables(x), eigenvalues=ev,
-        classification=kind, n_unstable=n_u, n_zero=n_0, n_stable=n_s,
-        residual=float(np.abs(system.field(x)).max()), start=start, steps=steps,
-        escape_directions=_escape_directions(system, ev, vecs, n_u))
+    return FixedPoint(eigenvalues=ev, classification=kind, n_unstable=n_u, n_zero=n_0,
+                      n_stable=n_s, escape_directions=_escape_directions(system, ev, vecs, n_u),
+                      **common)
 
 
 def solve_from(system: CommitteeSystem, start: Mapping[str, Any], label: str = "start",
                max_steps: int = 2000, tol: float = 1e-10) -> tuple[FixedPoint | None, str]:
-    """Newton-type search from one start; (fixed point, "") or (None, why not)."""
+    """Newton-type search from one start; (fixed point, "") or (None, why not). A start that
+    is already a root (|F| ≤ tol/1000) is taken as it is (steps = 0)."""
     x0 = system.point(start)
-    x, steps = _least_squares(system, x0, max_steps, tol)
+    if np.abs(system.field(x0)).max() <= 1e-3 * tol:
+        x, steps = x0, 0
+    else:
+        x, steps = _least_squares(system, x0, max_steps, tol)
     if not np.all(np.isfinite(x)):
         return None, f"{label}: the iteration left the valid region (non-finite values)"
     J = system.jacobian(x)
-    if np.all(np.isfinite(J)) and x.size <= MAX_BORDERED:
-        x = _bordered_polish(system, x)
-    elif np.all(np.isfinite(J)):
-        x = _newton_polish(system, x)
+    with linear_algebra(f"polishing the root from {label}"):
+        if np.all(np.isfinite(J)) and x.size <= MAX_BORDERED:
+            x = _bordered_polish(system, x)
+        elif np.all(np.isfinite(J)):
+            x = _newton_polish(system, x)
     res = float(np.abs(system.field(x)).max())
     if not res <= 1e3 * tol:
         return None, f"{label}: no fixed point reached (residual {res:.2e} after {steps} steps)"

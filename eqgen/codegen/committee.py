@@ -14,7 +14,7 @@ import textwrap
 import numpy as np
 import sympy as sp
 
-from eqgen.codegen.printer import jax_code
+from eqgen.codegen.printer import jax_code, special_imports
 from eqgen.symbolic import convert
 from eqgen.theories.committee import JOINT_ORDER, CommitteeEquations, Integral
 from eqgen.theories.stein import LinearI3, split_i3
@@ -552,18 +552,16 @@ def _joint_observables(eq: CommitteeEquations) -> str:
     return _function("observables", ["state", "params"], doc, body)
 
 
-def module_source(eq: CommitteeEquations, *, header: str, defaults: dict[str, float]) -> str:
-    """The full text of the generated module for `eq` (deterministic)."""
-    spec = eq.spec
+def _imports(eq: CommitteeEquations, body: str) -> list[str]:
+    """The import lines of the module whose functions are `body`."""
     numerical = [part for i in eq.integrals for part in (i.parts or (i,)) if not part.exact]
     imports = ["import jax", "import jax.numpy as jnp", "import jax.scipy.special as jsp",
                "import numpy as np"]
     runtime = []
-    code = "\n".join(jax_code(part.expr) for i in eq.integrals for part in (i.parts or (i,))
-                     if part.expr is not None)
-    if "arcsin(" in code.replace("jnp.arcsin(", ""):
+    helpers = special_imports(body)
+    if helpers:
         imports.append("")
-        imports.append("from eqgen.runtime.special import arcsin")
+        imports.append(f"from eqgen.runtime.special import {', '.join(helpers)}")
     if numerical:
         runtime += ["gaussian_expectation"]
     if not eq.square_loss:
@@ -573,6 +571,12 @@ def module_source(eq: CommitteeEquations, *, header: str, defaults: dict[str, fl
         imports.append(f"from eqgen.runtime.quadrature import {', '.join(sorted(runtime))}")
     if numerical:
         imports.append("from eqgen.runtime.covariance import covariance_matrix")
+    return [*imports, "", 'jax.config.update("jax_enable_x64", True)  # float64 throughout']
+
+
+def module_source(eq: CommitteeEquations, *, header: str, defaults: dict[str, float]) -> str:
+    """The full text of the generated module for `eq` (deterministic)."""
+    spec = eq.spec
     evolving = ["Q", "M"] + (["a"] if eq.trained else [])
     consts = [
         f'MODEL = "{spec.name}"',
@@ -591,9 +595,7 @@ def module_source(eq: CommitteeEquations, *, header: str, defaults: dict[str, fl
     if eq.square_loss and any(it.exact for it in eq.integrals_of("I4")):
         consts.append("GRID_I4 = 2704  # I4 sums of at most this many (c, e) terms use the full "
                       "grid")
-    imports += ["", 'jax.config.update("jax_enable_x64", True)  # float64 throughout']
-    parts = [f'r"""{header}\n"""', "\n".join(imports), "\n".join(consts)]
-    parts += _activation_functions(eq)
+    parts = _activation_functions(eq)
     parts.append(_scalars_function(eq))
     parts.append(_function("_pairs", ["n"], "Index pairs (i, j) with i ≤ j (static).",
                            ["i, j = np.triu_indices(n)", "return jnp.asarray(i), jnp.asarray(j)"]))
@@ -622,7 +624,9 @@ def module_source(eq: CommitteeEquations, *, header: str, defaults: dict[str, fl
         parts += _joint_functions(eq)
         parts.append(_joint_vector_field(eq))
         parts.append(_joint_observables(eq))
-    return "\n\n\n".join(parts) + "\n"
+    body = "\n\n\n".join(parts)
+    head = [f'r"""{header}\n"""', "\n".join(_imports(eq, body)), "\n".join(consts)]
+    return "\n\n\n".join([*head, body]) + "\n"
 
 
 def _dict_text(d: dict[str, float]) -> str:

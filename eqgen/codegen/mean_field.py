@@ -15,6 +15,7 @@ from eqgen.codegen.committee import (
     _scalars_function,
     stein_split_functions,
 )
+from eqgen.codegen.printer import special_imports
 from eqgen.theories.mean_field import MeanFieldEquations
 
 ROW_BLOCK = 256
@@ -125,8 +126,9 @@ def module_source(eq: MeanFieldEquations, *, header: str, defaults: dict[str, fl
     code = "\n".join(functions)
     numerical = [part for i in integrals for part in (i.parts or (i,)) if not part.exact]
     imports = ["import jax", "import jax.numpy as jnp", "import jax.scipy.special as jsp"]
-    if "arcsin(" in code.replace("jnp.arcsin(", ""):
-        imports += ["", "from eqgen.runtime.special import arcsin"]
+    helpers = special_imports(code)
+    if helpers:
+        imports += ["", f"from eqgen.runtime.special import {', '.join(helpers)}"]
     if numerical:
         imports += ["", "from eqgen.runtime.covariance import covariance_matrix",
                     "from eqgen.runtime.quadrature import gaussian_expectation"]

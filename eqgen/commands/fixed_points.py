@@ -4,13 +4,18 @@ Jacobian eigenvalues, classification and escape directions (eqgen.analysis.fixed
 Starts: `--init FILE.json` (repeatable; a file may hold one object or a list of objects),
 `--start spec|symmetric|perfect` (repeatable), `--random N` (with `--seed`); with none, the
 spec's initial state. `--gradient-flow` drops the SGD variance term (learning rate → 0 in the
-right-hand side), where the Saad–Solla plateau has its closed form (THEORY §1.5).
+right-hand side), where the Saad–Solla plateau has its closed form (docs/theory.md, Facts the
+implementation is tested against).
+
+Exit code 3 when no fixed point is found, or when one is found where the vector field is not
+differentiable (it is still reported, without eigenvalues).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -61,25 +66,43 @@ def _read_starts(path: str) -> list[tuple[str, dict[str, Any]]]:
     return [(path, _read_init(path))]
 
 
+def _bound(residual: float) -> str:
+    """The residual as the power of ten above it (`< 1e-15`): its digits are round-off and
+    vary from run to run; the exact value is in the JSON output."""
+    if residual == 0:
+        return "= 0"
+    return f"< 1e{math.floor(math.log10(residual)) + 1}"
+
+
+def _eigenvalue(e: complex, tol: float) -> str:
+    """An eigenvalue to 6 digits; parts within the zero tolerance of classification as 0."""
+    real = 0.0 if abs(e.real) <= tol else e.real
+    return f"{real:.6g}" + (f"{e.imag:+.3g}i" if abs(e.imag) > tol else "")
+
+
 def _format(fp: Any, i: int) -> str:
-    obs = ", ".join(f"{k} = {v:.12g}" for k, v in fp.observables.items())
+    from eqgen.analysis.fixed_points import ZERO_TOL
+
+    obs = ", ".join(f"{k} = {v:.10g}" for k, v in fp.observables.items())
     ev = fp.eigenvalues
-    shown = ", ".join(f"{e.real:.6g}" + (f"{e.imag:+.3g}i" if abs(e.imag) > 1e-12 else "")
-                      for e in ev[:8])
+    tol = ZERO_TOL * max(1.0, float(np.abs(ev).max())) if len(ev) else 0.0
+    shown = ", ".join(_eigenvalue(e, tol) for e in ev[:8])
     lines = [f"fixed point {i} (from {fp.start}): {fp.describe()}",
              f"  {obs}",
-             f"  residual max|dx/dt| = {fp.residual:.2e} after {fp.steps} LM steps",
-             f"  eigenvalues (largest real parts first): {shown}"
-             + (f", ... ({len(ev)} in all)" if len(ev) > 8 else "")]
+             f"  residual max|dx/dt| {_bound(fp.residual)}"]
+    if len(ev):
+        lines.append(f"  eigenvalues (largest real parts first): {shown}"
+                     + (f", ... ({len(ev)} in all)" if len(ev) > 8 else ""))
     for name, arr in fp.state.items():
         if name in ("Q", "M", "a"):
-            lines.append(f"  {name} = {np.array2string(np.asarray(arr), precision=10)}"
-                         .replace("\n", "\n      "))
+            text = np.array2string(np.asarray(arr), precision=10, suppress_small=True)
+            lines.append(f"  {name} = {text}".replace("\n", "\n      "))
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
-    from eqgen.analysis.fixed_points import find_fixed_points
+    from eqgen.analysis.fixed_points import NOT_DIFFERENTIABLE, find_fixed_points
+    from eqgen.analysis.system import NotDifferentiableError
     from eqgen.cli import Progress, _parse_sets
     from eqgen.model import load
 
@@ -106,4 +129,7 @@ def run(args: argparse.Namespace) -> int:
     if not found:
         raise NumericalError("no fixed point found from any start", hint="try other starts "
                              "(--start symmetric, --start perfect, --random N)")
+    for i, fp in enumerate(found):
+        if fp.classification == NOT_DIFFERENTIABLE:
+            raise NotDifferentiableError(fp.reason, f"at fixed point {i} (from {fp.start})")
     return 0

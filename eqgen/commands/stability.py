@@ -1,6 +1,7 @@
 """`eqgen stability SPEC`: linear stability of the perfect-learning fixed point (Q = M = P):
-the slowest decay rate of the overlaps at the model's learning rate and the largest stable
-learning rate η_max (eqgen.analysis.stability), optionally over a sweep of parameters.
+the slowest decay rate of the overlaps and the decay rate of the excess risk (asymptotic, and
+of its first-order part) at the model's learning rate, and the largest stable learning rate
+η_max (eqgen.analysis.stability), optionally over a sweep of parameters.
 
 `--sweep NAME=VALUES` (a:b:n linear, log:a:b:n geometric, or a,b,c) is repeatable; several
 sweeps must have the same length and are taken together, row by row (e.g. `--sweep p=2,3,4
@@ -19,7 +20,8 @@ import numpy as np
 
 from eqgen.errors import UsageError
 
-HELP = "perfect-learning stability: slowest decay rate and the largest stable learning rate"
+HELP = "perfect-learning stability: decay rates (overlaps, risk) and the largest stable " \
+    "learning rate"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -66,6 +68,11 @@ def parse_sweeps(items: list[str]) -> dict[str, list[float]]:
     return out
 
 
+def _rate(value: float | None) -> float:
+    """A rate for the table: None (the risk does not decay at any order) as nan."""
+    return float("nan") if value is None else value
+
+
 def run(args: argparse.Namespace) -> int:
     from eqgen.analysis.stability import perfect_learning_stability
     from eqgen.cli import Progress, _parse_sets
@@ -86,7 +93,9 @@ def run(args: argparse.Namespace) -> int:
         progress(f"stability at {point}" if point else "stability")
         res = perfect_learning_stability(model, point, rate_name=args.rate)
         rows.append({**{k: v[i] for k, v in sweeps.items()}, res.rate_name: res.rate,
-                     "slowest_decay": res.slowest_decay, "stable": res.stable,
+                     "slowest_decay": res.slowest_decay, "risk_decay": _rate(res.risk_decay),
+                     "risk_decay_first_order": _rate(res.risk_decay_first_order),
+                     "stable": res.stable,
                      "eta_max": res.eta_max if res.eta_max is not None else float("inf"),
                      "gradient_flow_decay": res.gradient_flow_decay,
                      "_result": res})
@@ -107,6 +116,8 @@ def run(args: argparse.Namespace) -> int:
         for r in rows:
             print(",".join(f"{r[c]:.12g}" if not isinstance(r[c], bool) else str(r[c])
                            for c in cols))
+    for note in dict.fromkeys(n for r in rows for n in r["_result"].notes):
+        print(f"note: {note}", file=sys.stderr)
     if any(not r["stable"] for r in rows):
         print("note: the perfect-learning point is unstable where stable = False (learning "
               "rate above η_max)", file=sys.stderr)
