@@ -24,7 +24,7 @@ import eqgen
 from eqgen.errors import NumericalError
 from eqgen.model import Model
 from eqgen.runtime import health
-from tests.helpers import ROOT, committee_spec, model_path, run_quiet
+from tests.helpers import ROOT, committee_spec, model_path, run_quiet, write_spec
 
 FORBIDDEN = re.compile(r"Traceback|internal error|\b[A-Z][A-Za-z]*(Error|Exception)\b")
 
@@ -529,3 +529,26 @@ def test_init_file_too_deep_or_too_large_is_a_located_error(tmp_path):
         r = run_quiet("solve", model_path("committee_erf"), "--init", "/dev/zero",
                       "-o", str(tmp_path / "x.csv"))
         assert r.code == 1 and "too large" in r.err
+
+
+ABS_STUDENT = """model abs_student "|z| student: its I2 with the erf teacher is 0 by parity"
+param p = 2, k = 2, gamma = 1.0, Delta = 0.0
+data gaussian
+teacher committee(width = k, activation = erf(z / sqrt(2)), readout = 1/k, noise = Delta)
+student committee(width = p, activation = abs(z), readout = 1/p, second_layer = fixed(1))
+loss square
+sgd learning_rate = gamma, batch = 1
+regime gradient_flow
+init P = identity(k), Q = 0.5 * identity(p), M = zeros(p, k)
+time t_max = 2
+"""
+
+
+def test_an_integral_that_folds_to_a_constant_still_has_its_block_shape(tmp_path):
+    """E[|h1| erf(h2/√2)] = 0 by parity, so the generated I2 returns a scalar; the risk must
+    still be assembled (it used to end in a matmul error) and equal its closed form at t = 0:
+    ½(¼(1 + 2/π) + 1/6) with Q = I/2, M = 0, P = I."""
+    import eqgen
+
+    sol = eqgen.load(write_spec(tmp_path, ABS_STUDENT, "abs_student")).solve(t_max=2)
+    assert sol["risk"][0] == pytest.approx(0.5 * (0.25 * (1 + 2 / np.pi) + 1 / 6), rel=1e-12)

@@ -356,6 +356,8 @@ def _i2_block(it: Integral, target: str) -> list[str]:
     sa, sb = _slice(a), _slice(b)
     res = (f"{it.name}(C11=diag[{sa}][:, None], C12=Omega[{sa}, {sb}], "
            f"C22=diag[{sb}][None, :])")
+    if it.expr is not None and not it.expr.free_symbols:  # a constant (e.g. 0 by parity)
+        res = f"jnp.broadcast_to({res}, Omega[{sa}, {sb}].shape)"
     factor = "" if a == b else "2 * "
     lines = [f"{target} = {target} + {factor}u[{sa}] @ {res} @ u[{sb}]"]
     return lines
