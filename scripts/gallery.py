@@ -46,7 +46,7 @@ COMPARE_T_MAX = 50.0
 def _solver_words(solver: str) -> str:
     """How a committee solve ran: eqgen's own Tsit5 loop, or the diffrax method by name."""
     if solver == "tsit5":
-        return "Tsit5 (eqgen.runtime.rk)"
+        return "Tsit5, eqgen.runtime.rk"
     return f"diffrax {solver.removeprefix('diffrax-')}".strip()
 
 
