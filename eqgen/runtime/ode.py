@@ -23,6 +23,7 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 from jax.flatten_util import ravel_pytree  # noqa: E402
 
+from eqgen.environment import positive_int  # noqa: E402
 from eqgen.errors import NumericalError, UsageError  # noqa: E402
 from eqgen.runtime import rk  # noqa: E402
 
@@ -338,14 +339,8 @@ def batch_workers(n: int) -> int:
     XLA to spread one program over several. Parts solved concurrently (JAX releases the GIL
     while a compiled program runs) use the other cores; on an accelerator the batch stays whole.
     $EQGEN_SWEEP_THREADS overrides the number of parts (1 keeps the batch whole)."""
-    env = os.environ.get("EQGEN_SWEEP_THREADS", "")
-    if env:
-        try:
-            wanted = int(env)
-        except ValueError:
-            wanted = 0
-        if wanted < 1:
-            raise UsageError(f"EQGEN_SWEEP_THREADS must be a whole number ≥ 1, got {env!r}")
+    wanted = positive_int("EQGEN_SWEEP_THREADS")
+    if wanted is not None:
         return min(wanted, n)
     if jax.default_backend() != "cpu":
         return 1

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import itertools
 import math
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from eqgen.environment import positive_int
 from eqgen.errors import UsageError
 
 SYNTAX = "NAME=a:b:n (n values from a to b), NAME=log:a:b:n (geometric) or NAME=a,b,c"
@@ -21,16 +21,8 @@ def max_points() -> int:
     """The largest number of grid points accepted: $EQGEN_MAX_GRID_POINTS, else `MAX_POINTS`.
     A limit, so that a typo such as `gamma=1:2:100000000` is refused at once instead of
     building, resolving and solving 10⁸ points."""
-    env = os.environ.get("EQGEN_MAX_GRID_POINTS", "")
-    if not env:
-        return MAX_POINTS
-    try:
-        value = int(env)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise UsageError(f"EQGEN_MAX_GRID_POINTS must be a whole number ≥ 1, got {env!r}")
-    return value
+    value = positive_int("EQGEN_MAX_GRID_POINTS")
+    return MAX_POINTS if value is None else value
 
 
 def _too_many(count: float, what: str) -> UsageError:
