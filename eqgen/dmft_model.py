@@ -370,7 +370,6 @@ class DmftModel(Model):
         a standard error) is not finite or Q = |w|²/d exceeds `BLOW_UP`; its partial result
         holds the times before it, marked partial."""
         from eqgen.runtime.health import BLOW_UP
-        from eqgen.runtime.solution import Solution
 
         bad = np.zeros(len(sol.t), dtype=bool)
         for name, v in sol.observables.items():
@@ -384,8 +383,7 @@ class DmftModel(Model):
         before = f"; last good time t = {sol.t[i - 1]:.6g}" if i > 0 else ""
         error = NumericalError(f"{what_failed} produced {what}{before}", t=float(sol.t[i]),
                                hint=self._divergence_hint(r, at_start=i == 0))
-        error.partial = Solution(sol.t[:i], {k: v[:i] for k, v in sol.observables.items()},
-                                 {}, dict(sol.metadata)).mark_partial(error)
+        error.partial = sol.rows(slice(0, i)).mark_partial(error)
         raise error
 
     def simulate(self, params: Mapping[str, float] | None = None,  # type: ignore[override]
@@ -455,7 +453,6 @@ class DmftModel(Model):
         or not): at the step where it first did, with the saved times before it as the
         partial result."""
         from eqgen.runtime.health import BLOW_UP
-        from eqgen.runtime.solution import Solution
         from eqgen.simulate.dmft import first_blow_up
 
         found = (first_blow_up(q[:last + 1]) for q in np.asarray(raw["Q"]))
@@ -470,9 +467,7 @@ class DmftModel(Model):
                                f"or exceeded {BLOW_UP:.0e}{before}", t=float(t[k]),
                                hint=self._divergence_hint(r, at_start=k == 0))
         keep = sol.t < t[k] - 1e-12 * max(1.0, abs(float(t[k])))
-        partial = Solution(sol.t[keep], {n: v[keep] for n, v in sol.observables.items()}, {},
-                           dict(sol.metadata))
-        error.partial = partial.mark_partial(error) if keep.any() else None
+        error.partial = sol.rows(keep).mark_partial(error) if keep.any() else None
         raise error
 
     def compare(self, params: Mapping[str, float] | None = None,  # type: ignore[override]

@@ -103,6 +103,12 @@ class Solution:
     def final(self) -> dict[str, float]:
         return {k: float(v[-1]) for k, v in self.observables.items()}
 
+    def rows(self, which: Any) -> Solution:
+        """The solution at the times `which` selects (a slice, an index array or a boolean
+        mask), states and observables alike, with a copy of the metadata."""
+        return Solution(self.t[which], {k: v[which] for k, v in self.observables.items()},
+                        {k: v[which] for k, v in self.states.items()}, dict(self.metadata))
+
     def mark_partial(self, error: Any, **extra: Any) -> Solution:
         """Record in the metadata that this solution stops at a failure: `partial` is true
         and `failure` holds the error's message, time and hint (and `extra`, e.g. the stage
