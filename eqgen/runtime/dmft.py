@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from eqgen.runtime.dmft_problem import DmftProblem
+from eqgen.runtime.lapack_threads import one_lapack_thread
 
 RCOND = 1e-10
 RESPONSE_MEMORY_BUDGET = 6e9  # bytes for the per-trajectory responses χ
@@ -73,7 +74,7 @@ class DmftResult:
     response_samples: int = 0
 
     def observables(self) -> dict[str, np.ndarray]:
-        """The CSV observables of DESIGN.md, in contract order."""
+        """The CSV observables of docs/dmft.md, Running it, in contract order."""
         return {"m": self.m, "Q": self.Q, "train_loss": self.train_loss,
                 "train_error": self.train_error, "test_error": self.test_error,
                 "test_loss": self.test_loss}
@@ -339,7 +340,8 @@ def sweep(problem: DmftProblem, samples: int = 20_000, seed: int = 0,
     n_chi = response_capacity(problem, n, memory_budget_bytes)
     if response_samples is not None:
         n_chi = max(1, min(n, int(response_samples)))
-    out = jax.device_get(_sweep_jit(problem, inputs, n_chi, drop_earlier_curvature))
+    with one_lapack_thread():
+        out = jax.device_get(_sweep_jit(problem, inputs, n_chi, drop_earlier_curvature))
     MC_lower = np.asarray(out["MC"])
     MC = np.tril(MC_lower) + np.tril(MC_lower, -1).T
     MR = np.asarray(out["MR"])
