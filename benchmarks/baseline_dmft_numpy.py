@@ -1,4 +1,4 @@
-"""Hand-written numpy baseline for the DMFT forward sweep (THEORY.md §2.3).
+"""Hand-written numpy baseline for the DMFT forward sweep (docs/dmft.md, The discrete recursion).
 
 What a researcher writes straight from the discrete recursion: one Python loop over time, numpy
 over the N sampled trajectories, no JAX transformations. It is the reference for speed and an
@@ -67,7 +67,7 @@ def random_inputs(problem: DmftProblem, N: int, seed: int) -> dict[str, Array]:
     **Returns** `c`, `xi`, `y`, `r0` of shape (N,), and `zeta`, `s` of shape (K+1, N): cluster
     values, the standard normal ξ, labels (cluster label, or f(a) for a GLM), the standard normal
     of r(0), the standard normals driving Ξ, and the 0/1 selection (GD: all ones; else the Markov
-    chain of THEORY §2.1, s(0) ~ Bernoulli(b)).
+    chain of docs/dmft.md, Setting, s(0) ~ Bernoulli(b)).
     """
     rng = np.random.default_rng(seed)
     K = problem.steps

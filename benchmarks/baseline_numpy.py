@@ -1,13 +1,15 @@
-"""Hand-written numpy baseline for the two-layer online-SGD ODEs (THEORY.md section 1).
+"""Hand-written numpy baseline for the two-layer online-SGD ODEs (docs/theory.md).
 
 This is the reference eqgen is measured against: what a careful researcher writes by hand.
 Erf student and erf teacher (sigma = g = erf(z/sqrt 2)), square loss, full high-dimensional
 regime (gradient-flow part plus the SGD variance term). The right-hand side is vectorised with
-numpy broadcasting over unit indices and uses the closed forms of THEORY section 1.4 directly:
-no Python loops over units, but also no use of symmetries and no hoisted subexpressions.
+numpy broadcasting over unit indices and uses the closed forms of docs/numerics.md, The
+expectation engine directly: no Python loops over units, but also no use of symmetries and no
+hoisted subexpressions.
 
-Conventions (THEORY 1.1-1.2): Omega = [[Q, M], [M^T, P]] over the p + k units (students first),
-u = (-c_p a, c_k a_star), the error E = sum_c u_c phi(h_c) + sqrt(Delta) xi, and
+Conventions (docs/theory.md, Setting and Index form for the square loss): Omega =
+[[Q, M], [M^T, P]] over the p + k units (students first), u = (-c_p a, c_k a_star), the error
+E = sum_c u_c phi(h_c) + sqrt(Delta) xi, and
 
     dM_jr = a_j sum_c u_c I3(j, r, c)
     dQ_jl = a_j sum_c u_c I3(j, l, c) + a_l sum_c u_c I3(l, j, c)
@@ -35,7 +37,8 @@ FOUR_OVER_PI2 = 4.0 / math.pi**2
 
 
 # ---------------------------------------------------------------------------------------------
-# Closed-form Gaussian expectations for erf units (THEORY 1.4), as full tensors.
+# Closed-form Gaussian expectations for erf units (docs/numerics.md, The expectation engine),
+# as full tensors.
 # ---------------------------------------------------------------------------------------------
 
 
@@ -79,7 +82,8 @@ def erf_J2(Omega: Array, p: int) -> Array:
 def erf_I4(Omega: Array, p: int) -> Array:
     """I4(j, l, c, e) = E[sigma'(h_j) sigma'(h_l) sigma(h_c) sigma(h_e)], shape (p, p, n, n).
 
-    Axes are (j, l, c, e); each covariance entry C_ab of THEORY 1.4 is broadcast from Omega.
+    Axes are (j, l, c, e); each covariance entry C_ab of docs/numerics.md, The expectation engine is
+    broadcast from Omega.
     """
     diag = np.diag(Omega)
     S = Omega[:p, :]  # student rows: Omega_{j, .}
@@ -122,7 +126,7 @@ def committee_erf_rhs(
     gamma_cp_over_B: float,
     Delta: float,
 ) -> tuple[Array, Array]:
-    """(dQ/dt, dM/dt) of THEORY 1.2 for erf/erf, square loss, high-dimensional regime.
+    """(dQ/dt, dM/dt) of docs/theory.md, The ODEs for erf/erf, square loss, high-dimensional regime.
 
     gamma_cp_over_B = 0 gives pure population gradient flow (variance term dropped).
     """
@@ -294,7 +298,7 @@ def solve_euler(
 
 
 # ---------------------------------------------------------------------------------------------
-# Self-checks (THEORY 1.5 and Monte Carlo).
+# Self-checks (docs/theory.md, Facts the implementation is tested against, and Monte Carlo).
 # ---------------------------------------------------------------------------------------------
 
 

@@ -118,7 +118,8 @@ def quad(kind: str, act: str, cov: np.ndarray, order: int) -> float:
 
 
 # --------------------------------------------------------------------------------------------
-# closed forms (THEORY §1.4; Saad & Solla 1995, Goldt et al. 2019, Cho & Saul 2009)
+# closed forms (docs/numerics.md, The expectation engine; Saad & Solla 1995, Goldt et al. 2019,
+# Cho & Saul 2009)
 
 
 def erf_closed(kind: str, c: np.ndarray) -> float:

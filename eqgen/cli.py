@@ -1,4 +1,5 @@
-"""The `eqgen` command (contract in DESIGN.md): check, latex, generate, solve, simulate, compare.
+"""The `eqgen` command (contract in docs/index.md, Write your first model): check, latex,
+generate, solve, simulate, compare.
 
 Exit codes: 0 success; 1 bad spec or input; 2 usage; 3 numerical failure. Errors are printed
 as messages, never as Python tracebacks (set EQGEN_DEBUG=1 to see one for internal errors).

@@ -147,7 +147,7 @@ class DmftModel(Model):
               exact: bool | None = None, extrapolate: bool = False,
               response_samples: int | None = None, init_source: str = "init",
               **ignored: Any) -> eqgen.Solution:
-        """Solve the DMFT (docs/dmft.md, The discrete recursion); see DESIGN's API.
+        """Solve the DMFT (docs/dmft.md, The discrete recursion); see docs/dmft.md, Running it.
 
         **Arguments**
         - `samples`, `seed`: Monte Carlo trajectories of the effective process (default

@@ -282,8 +282,9 @@ class Model:
               t_max: float | None = None, rtol: float = 1e-8, atol: float = 1e-10,
               solver: str = "tsit5", max_steps: int | None = None,
               init_source: str = "init", reduction: str | None = None) -> eqgen.Solution:
-        """Integrate the ODEs; see DESIGN's API. Raises `NumericalError` on failure.
-        `reduction="mean_field"` solves the large-p reduction instead (`eqgen.mean_field`)."""
+        """Integrate the ODEs; see docs/index.md, The Python API. Raises `NumericalError` on
+        failure. `reduction="mean_field"` solves the large-p reduction instead
+        (`eqgen.mean_field`)."""
         from eqgen.analysis.plateaus import annotate as annotate_plateaus
         from eqgen.runtime import health, ode
         from eqgen.runtime.solution import Solution

@@ -1,4 +1,5 @@
-"""The Python API, as DESIGN.md states it: `eqgen.load`, `Model`, `Solution`, the error classes.
+"""The Python API, as docs/index.md, The Python API states it: `eqgen.load`, `Model`, `Solution`,
+the error classes.
 
 One committee_erf model is loaded and solved per module and reused: the solver compiled for it
 is kept for the process, and solves with the same array shapes (p, k and the number of save

@@ -1,4 +1,5 @@
-"""The command line, as DESIGN.md's contract states it: subcommands, options, outputs, exit codes.
+"""The command line, as the command-line contract states it (docs/index.md, Write your first
+model): subcommands, options, outputs, exit codes.
 
 Most runs go in-process through `eqgen.cli.main` (it returns the exit code); a few go through
 `python -m eqgen` in a subprocess, to prove that errors reach a user as messages, never as a

@@ -1,5 +1,6 @@
-"""Published facts of the committee ODEs (THEORY §1.5): the risk at Q = I, M = 0, the
-Saad–Solla symmetric plateau, and the map between Saad–Solla and normalised units."""
+"""Published facts of the committee ODEs (docs/theory.md, Facts the implementation is tested
+against): the risk at Q = I, M = 0, the Saad–Solla symmetric plateau, and the map between
+Saad–Solla and normalised units."""
 
 from __future__ import annotations
 
@@ -70,7 +71,8 @@ def test_saad_solla_plateau_reached_from_symmetric_start(tmp_path, K: int) -> No
 
 
 def test_saad_solla_units_map_to_normalised_units() -> None:
-    """η_SS = γ/K², t_default = K t_SS, ε_default = ε_SS/K², same (Q, M) (THEORY §1.5)."""
+    """η_SS = γ/K², t_default = K t_SS, ε_default = ε_SS/K², same (Q, M) (docs/theory.md, Saad
+    and Solla)."""
     K, gamma = 3, 1.5
     default = eqgen.load(model_path("committee_erf"))
     ss = eqgen.load(model_path("saad_solla"))

@@ -1,4 +1,5 @@
-"""`eqgen simulate` and `eqgen compare` on the command line (DESIGN.md's contract).
+"""`eqgen simulate` and `eqgen compare` on the command line (the command-line contract,
+docs/comparison.md, Usage).
 
 Exit codes: 0 success; 1 bad spec or input; 2 usage (a bad --d, --seeds, --set, ...);
 3 numerical failure (SGD diverged). Outputs: the simulation CSV has `t`, each observable with

@@ -1,5 +1,6 @@
-"""The DMFT family against independent routes: the Marchenko–Pastur closed form (THEORY §2.4),
-the analytic t = 0 values, an independent numpy sweep, and finite-d simulations."""
+"""The DMFT family against independent routes: the Marchenko–Pastur closed form (docs/dmft.md,
+A closed form: the square loss at b = 1), the analytic t = 0 values, an independent numpy sweep,
+and finite-d simulations."""
 
 from __future__ import annotations
 
@@ -155,7 +156,8 @@ def test_logistic_dmft_tracks_the_simulation(params: dict) -> None:
 
 @pytest.mark.slow
 def test_dropping_the_earlier_curvature_factor_is_detected() -> None:
-    """THEORY §2.2: M_R without ℓ''(t') looks plausible and is wrong; the comparison sees it."""
+    """docs/dmft.md, The effective process: M_R without ℓ''(t') looks plausible and is wrong;
+    the comparison sees it."""
     model = eqgen.load(model_path("gmm_two_cluster_logistic"))
     worst = _compare(model, {"b": 0.3, "tau": 2.0}, d=4000, seeds=3, samples=20_000,
                      planted=True)

@@ -1,4 +1,4 @@
-"""`eqgen` on DMFT models: the command-line contract of DESIGN.md."""
+"""`eqgen` on DMFT models: the command-line contract (docs/dmft.md, Running it)."""
 
 from __future__ import annotations
 

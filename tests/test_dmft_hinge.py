@@ -1,6 +1,6 @@
 """The hinge loss in the DMFT family: smoothed at a temperature T, with its smoothing error
 stated, extrapolated on request, and checked against a finite-d simulation of the hinge itself
-(THEORY §2.3: the hinge's ℓ'' is a delta at the margin)."""
+(docs/dmft.md, Non-smooth losses: the hinge, where the hinge's ℓ'' is a delta at the margin)."""
 
 from __future__ import annotations
 

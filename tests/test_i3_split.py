@@ -70,7 +70,8 @@ def test_split_sum_equals_the_full_grid_for_quadrature(tmp_path):
 
 def test_swapped_curvature_and_slope_is_detected(tmp_path):
     """Planted error: A and B exchanged in the generated sum. The Monte Carlo check of dM/dt and
-    dQ/dt (THEORY §1.2 as sample averages) must fail, while the correct module passes."""
+    dQ/dt (docs/theory.md, The ODEs as sample averages) must fail, while the correct module
+    passes."""
     path = committee_spec(tmp_path, p=2, k=2, gamma=0.5, Delta=0.0)
     model = eqgen.load(path)
     eq = model.equations

@@ -98,7 +98,8 @@ def test_closed_form_of_every_integral(path: Path, documents: dict[str, str]) ->
 
 
 def test_closed_form_is_the_derived_one() -> None:
-    """The printed I2 of erf units is the arcsine formula of THEORY §1.4."""
+    """The printed I2 of erf units is the arcsine formula of docs/numerics.md, The expectation
+    engine."""
     doc = eqgen.load(ROOT / "models" / "committee_erf.eqg").latex()
     assert (r"\frac{2 \arcsin{\left(\frac{C_{12}}{\sqrt{C_{11} + 1} \sqrt{C_{22} + 1}} "
             r"\right)}}{\pi}") in doc

@@ -1,4 +1,4 @@
-"""The mean-field (large-p) reduction against the full ODE (THEORY §1.3).
+"""The mean-field (large-p) reduction against the full ODE (docs/theory.md, Mean-field reduction).
 
 Three routes: (1) on the manifold Q = MMᵀ + diag(q⊥) the reduced right-hand side must *equal*
 the full one projected (dM, and dq⊥ = dQ_jj − 2 Σ_r M_jr dM_jr) to round-off — a planted error

@@ -1,4 +1,5 @@
-"""Scaling regimes (THEORY §1.3): the table, the refusal, and what each keeps in the ODE."""
+"""Scaling regimes (docs/theory.md, Regimes): the table, the refusal, and what each keeps in the
+ODE."""
 
 from __future__ import annotations
 

@@ -210,7 +210,7 @@ def test_cli_reports_failed_points_and_exit_codes(tmp_path):
 
 # -- the phase diagram -------------------------------------------------------------------------
 
-# THEORY §1.3, point by point: (κ, δ) → class
+# docs/theory.md, Regimes, point by point: (κ, δ) → class
 TABLE = [
     (0, 0, "high_dimensional"), (0.5, -0.5, "high_dimensional"), (0.8, -0.8, "high_dimensional"),
     (0, 0.5, "gradient_flow"), (1, 0, "gradient_flow"), (0.5, -0.25, "gradient_flow"),

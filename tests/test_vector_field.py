@@ -1,6 +1,7 @@
 """The generated right-hand sides against independent routes: Monte Carlo over the Gaussian
-fields (THEORY §1.2 written directly as sample averages), the hand-written numpy baseline, and
-the joint-quadrature code path. A planted error (variance term removed) must be detected."""
+fields (docs/theory.md, The ODEs written directly as sample averages), the hand-written numpy
+baseline, and the joint-quadrature code path. A planted error (variance term removed) must be
+detected."""
 
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ NUMPY_ACTS = {
 
 def monte_carlo(state, *, sigma, g, c_p, c_k, gamma, batch, Delta, rate, variance=True,
                 loss_grad=None, seed=0):
-    """Sample means and standard errors of every term of THEORY §1.2."""
+    """Sample means and standard errors of every term of docs/theory.md, The ODEs."""
     Q, M, P, a, a_s = (np.asarray(state[k]) for k in ("Q", "M", "P", "a", "a_star"))
     p, k = M.shape
     omega = np.block([[Q, M], [M.T, P]])

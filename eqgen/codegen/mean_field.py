@@ -21,10 +21,10 @@ from eqgen.theories.mean_field import MeanFieldEquations
 ROW_BLOCK = 256
 
 NEGLECTED = """\
-Neglected (THEORY §1.3; eqgen.theories.mean_field): the off-teacher student–student overlaps
-Q⊥_jl = Q_jl − (MMᵀ)_jl (j ≠ l) are held at 0. The full ODE creates them at rate
-−c_p a_j a_l (q⊥_j + q⊥_l) E[σ'(λ_j)σ'(λ_l)] = O(c_p) and they act back through p terms
-weighted by c_p: with c_p = 1/p the reduced trajectory is off by O(t/p). Random initial
+Neglected (docs/theory.md, Mean-field reduction; eqgen.theories.mean_field): the off-teacher
+student–student overlaps Q⊥_jl = Q_jl − (MMᵀ)_jl (j ≠ l) are held at 0. The full ODE creates
+them at rate −c_p a_j a_l (q⊥_j + q⊥_l) E[σ'(λ_j)σ'(λ_l)] = O(c_p) and they act back through p
+terms weighted by c_p: with c_p = 1/p the reduced trajectory is off by O(t/p). Random initial
 weights at dimension d add Q⊥_jl = O(d^{-1/2}), also dropped. Gradient flow only: the SGD
 variance term O(γ c_p / B) is absent."""
 
