@@ -120,6 +120,25 @@ def test_diverging_committee_simulation_writes_its_times_up_to_the_failure(tmp_p
     assert meta["kind"] == "simulation" and meta["seeds"] == 2
 
 
+def test_a_simulation_divergence_is_dated_to_its_step_not_to_the_next_output(tmp_path: Path):
+    """The same diverging SGD run (same seed: the same samples) with outputs at 0 and t = 50
+    only, and on the default grid: both report the same failure time, well before t = 50,
+    one step after the last good time."""
+    times = {}
+    for name, when in (("sparse", ["--save-at", "0,50"]), ("dense", ["--t-max", "50"])):
+        out = tmp_path / f"{name}.csv"
+        r = run_quiet("simulate", model_path("committee_square"), "--d", "200", "--seeds", "2",
+                      *when, "--set", "gamma=5", "-o", out)
+        assert r.code == 3 and "the simulation diverged" in r.err, r.err
+        good = re.search(r"last good time t = ([0-9.eE+-]+)", r.err)
+        assert good, r.err
+        times[name] = (float(good[1]), failure_time(r.err))
+        assert read_meta(out)["failure"]["t"] == pytest.approx(times[name][1])
+    assert times["sparse"] == times["dense"]
+    good, fail = times["sparse"]
+    assert fail < 5 and fail - good == pytest.approx(0.0125)  # dt = γ c_p / d = 2.5 / 200
+
+
 def test_compare_keeps_the_theory_when_the_simulation_diverges(tmp_path: Path):
     """The theory is solved at the simulated times before the failure (here it fails too,
     later on): both columns up to there, the simulation's error reported."""

@@ -229,7 +229,10 @@ def _kernels(module: ModuleType, batch: int, chunk: int, trained: bool
     """(advance, measure), jitted and vectorised over seeds, for one generated module.
 
     `advance(W, a, keys, Ws, a_star, s, start, stop)` runs the global steps start..stop−1 of
-    every seed; `measure(W, Ws)` gives the overlaps (Q, M) of every seed.
+    every seed and returns (W, a, blown): per seed, the first of those steps at which a
+    preactivation λ_j² (≈ Q_jj) passed `BLOW_UP` or was not finite, else −1 — so that a
+    divergence is dated to its step at no extra cost. `measure(W, Ws)` gives the overlaps
+    (Q, M) of every seed.
     """
     import jax
     import jax.numpy as jnp
@@ -244,9 +247,12 @@ def _kernels(module: ModuleType, batch: int, chunk: int, trained: bool
         lr_a = s["rate"] * s["gamma"] / d * s["c_p"] / batch  # second layer: (γ_a/B) c_p
 
         def step(carry, sample):  # noqa: ANN001, ANN202
-            W, a = carry
-            x, xi, active = sample  # x: (B, d), xi: (B,)
+            W, a, blown = carry
+            x, xi, active, n = sample  # x: (B, d), xi: (B,)
             lam = (W @ x.T).T / root_d  # (B, p); W @ xᵀ avoids transposing W every step
+            # λ_j² ≈ Q_jj: the first step at which it passes BLOW_UP (or is not finite)
+            exploded = active & ~(jnp.max(lam * lam) < BLOW_UP)
+            blown = jnp.where((blown < 0) & exploded, n, blown)
             nu = (Ws @ x.T).T / root_d  # (B, k)
             f = s["c_p"] * (sigma(lam) @ a)
             fstar = s["c_k"] * (g(nu) @ a_star)
@@ -257,17 +263,18 @@ def _kernels(module: ModuleType, batch: int, chunk: int, trained: bool
             W = W + grad.T @ x / root_d
             if trained:
                 a = a + lr_a * (err @ sigma(lam))
-            return (W, a), None
+            return (W, a, blown), None
 
         def run_chunk(c, carry):  # noqa: ANN001, ANN202
             kx, kxi = jax.random.split(jax.random.fold_in(key, c))
             x = jax.random.normal(kx, (chunk, batch, d), dtype=W.dtype)
             xi = jax.random.normal(kxi, (chunk, batch), dtype=W.dtype)
             n = c * chunk + jnp.arange(chunk)
-            carry, _ = jax.lax.scan(step, carry, (x, xi, (n >= start) & (n < stop)))
+            carry, _ = jax.lax.scan(step, carry, (x, xi, (n >= start) & (n < stop), n))
             return carry
 
-        return jax.lax.fori_loop(start // chunk, (stop + chunk - 1) // chunk, run_chunk, (W, a))
+        return jax.lax.fori_loop(start // chunk, (stop + chunk - 1) // chunk, run_chunk,
+                                 (W, a, jnp.asarray(-1, dtype=start.dtype)))
 
     advance = jax.jit(jax.vmap(one_seed, in_axes=(0, 0, 0, None, None, None, None, None)))
 
@@ -415,23 +422,34 @@ def run(module: ModuleType, scalars: Mapping[str, float], W0: np.ndarray, Ws: np
             keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(idx))
             W = jnp.broadcast_to(jnp.asarray(W0), (len(idx), p, d))
             a = jnp.broadcast_to(jnp.asarray(a0, dtype=jnp.float64), (len(idx), p))
-            current = 0
+            current, good = 0, 0  # the last step at which every seed was known sound
             for i in range(limit):
                 target = int(steps[i])
+                error = None
                 while current < target:
                     nxt = min(target, current + piece)
-                    W, a = advance(W, a, keys, Ws_j, a_star_j, s, jnp.int64(current),
-                                   jnp.int64(nxt))
+                    W, a, blown = advance(W, a, keys, Ws_j, a_star_j, s, jnp.int64(current),
+                                          jnp.int64(nxt))
                     current = nxt
                     if bar.enabled:
                         W.block_until_ready()
                         bar.update(lo * last + current * len(idx))
-                q, m = measure(W, Ws_j)
-                Q[i, idx], M[i, idx], A[i, idx] = np.asarray(q), np.asarray(m), np.asarray(a)
-                error = divergence(Q[i, idx], M[i, idx], A[i, idx], idx, steps[:i + 1] * dt)
+                    first = first_blown(np.asarray(blown))
+                    if first is None:
+                        good = current
+                        continue
+                    # a preactivation exploded at step `first`: confirmed on the overlaps,
+                    # the failure is dated there rather than at the next output time
+                    error = _measured(measure, W, Ws_j, a, idx, first - 1, first, dt)[3]
+                    if error is not None:
+                        break
+                if error is None:
+                    q, m, a_now, error = _measured(measure, W, Ws_j, a, idx, good, current, dt)
                 if error is not None:  # this and later times are lost for every seed
                     failure, limit = error, i
                     break
+                Q[i, idx], M[i, idx], A[i, idx] = q, m, a_now
+                good = current
                 if held_out is not None:
                     mean, var = held_out(W, a, base, jnp.asarray(idx), jnp.int64(target),
                                          Ws_j, a_star_j, s)
@@ -448,11 +466,30 @@ def run(module: ModuleType, scalars: Mapping[str, float], W0: np.ndarray, Ws: np
     return raw
 
 
+def first_blown(blown: np.ndarray) -> int | None:
+    """The earliest step at which some seed's preactivations exploded (`advance`'s third
+    output, −1 where none did), or None."""
+    hit = blown[blown >= 0]
+    return int(hit.min()) if hit.size else None
+
+
+def _measured(measure: Callable, W: Any, Ws: Any, a: Any, idx: np.ndarray, good: int,
+              now: int, dt: float
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray, NumericalError | None]:
+    """The overlaps (Q, M) and readouts of the seeds `idx` at step `now`, and `divergence` of
+    them (`good`: the last step at which they were checked sound)."""
+    q, m = measure(W, Ws)
+    q, m, a_now = np.asarray(q), np.asarray(m), np.asarray(a)
+    times = np.array([good, now] if 0 <= good < now else [now]) * dt
+    return q, m, a_now, divergence(q, m, a_now, idx, times)
+
+
 def divergence(Q: np.ndarray, M: np.ndarray, a: np.ndarray, idx: np.ndarray,
                times: np.ndarray) -> NumericalError | None:
     """The `NumericalError` to raise when a seed's measured overlaps (Q: (S, p, p), M, a)
     at the last of `times` are non-finite or above `BLOW_UP`, else None. The error's time is
-    that of the measurement; the last good time is the one before it."""
+    that of the measurement; the last good time (where every seed was checked sound) is the
+    one before it."""
     size = np.concatenate([np.abs(x).reshape(len(idx), -1) for x in (Q, M, a)], axis=1)
     bad = ~(size.max(axis=1) < BLOW_UP)  # NaN compares false: caught too
     if not bad.any():
