@@ -334,31 +334,40 @@ class MeanFieldModel(Model):
         if not (rtol > 0 and atol > 0):
             raise UsageError("--rtol and --atol must be positive")
         module = self.module
+        params_j = {k: jnp.asarray(v) for k, v in r.params.items()}
+        entries = r.p * (r.k + 1)
+        kept = keep_states if keep_states is not None else entries <= STATE_COLUMNS
+        meta = {
+            "model": self.name, "title": self.title, "family": self.family,
+            "reduction": "mean_field", "parameters": r.params, "p": r.p, "k": r.k,
+            "regime": module.REGIME, "rtol": rtol, "atol": atol, "spec_sha256": self.spec.hash,
+            "eqgen": eqgen.__version__,
+        }
+        if not kept:
+            meta["states_left_out"] = (f"{entries} state entries (M, q_perp) exceed "
+                                       f"{STATE_COLUMNS}: pass keep_states=True to keep them")
+
+        def solution(raw: ode.RawSolution) -> Solution:
+            """The risk evaluated after the solve, one save time at a time (no p×p array);
+            also on the times before a failure."""
+            sel = keep[:len(raw.t)]
+            states_j = {k: jnp.asarray(v) for k, v in raw.states.items()}
+            obs = _observables_over_time(module.observables)(states_j, params_j)
+            obs = {k: np.asarray(obs[k])[sel] for k in module.OBSERVABLES}
+            states = {k: raw.states[k][sel] for k in module.EVOLVING} if kept else {}
+            return Solution(raw.t[sel], obs, states,
+                            {**meta, "solver": raw.solver, "steps": raw.num_steps})
+
         try:
             raw = ode.solve(module.vector_field, _no_observables, r.init, r.params, ts,
                             evolving=module.EVOLVING, rtol=rtol, atol=atol, solver=solver,
                             max_steps=max_steps or ode.DEFAULT_MAX_STEPS,
                             state_order=module.STATES, observable_order=())
         except eqgen.NumericalError as e:
-            e.partial = None  # the partial states have no risk yet
+            if isinstance(e.partial, ode.RawSolution):
+                e.partial = solution(e.partial).mark_partial(e)
             raise
-        params_j = {k: jnp.asarray(v) for k, v in r.params.items()}
-        states_j = {k: jnp.asarray(v) for k, v in raw.states.items()}
-        obs = _observables_over_time(module.observables)(states_j, params_j)
-        obs = {k: np.asarray(obs[k])[keep] for k in module.OBSERVABLES}
-        entries = r.p * (r.k + 1)
-        kept = keep_states if keep_states is not None else entries <= STATE_COLUMNS
-        states = {k: raw.states[k][keep] for k in module.EVOLVING} if kept else {}
-        meta = {
-            "model": self.name, "title": self.title, "family": self.family,
-            "reduction": "mean_field", "parameters": r.params, "p": r.p, "k": r.k,
-            "regime": module.REGIME, "rtol": rtol, "atol": atol, "spec_sha256": self.spec.hash,
-            "eqgen": eqgen.__version__, "solver": raw.solver, "steps": raw.num_steps,
-        }
-        if not kept:
-            meta["states_left_out"] = (f"{entries} state entries (M, q_perp) exceed "
-                                       f"{STATE_COLUMNS}: pass keep_states=True to keep them")
-        return Solution(raw.t[keep], obs, states, meta)
+        return solution(raw)
 
     def simulate(self, params: Mapping[str, float] | None = None,
                  init: Mapping[str, Any] | None = None, **kwargs: Any) -> eqgen.Solution:

@@ -129,6 +129,23 @@ def test_shipped_model_is_reduced_and_keeps_the_csv_contract(tmp_path):
     assert not big.states and "states_left_out" in big.metadata
 
 
+def test_a_failed_reduced_solve_keeps_the_times_before_the_failure():
+    """As for the full ODE: the solution up to the last good time, with its risk, marked
+    partial — and equal to the unbroken solve there."""
+    model = eqgen.load(model_path("committee_mean_field"))
+    times = np.linspace(0.0, 2.0, 21)
+    whole = model.solve({"p": 50}, save_at=times)
+    with pytest.raises(eqgen.NumericalError) as info:
+        model.solve({"p": 50}, save_at=times, max_steps=6)
+    part = info.value.partial
+    assert isinstance(part, eqgen.Solution) and part.metadata["partial"] is True
+    n = len(part.t)
+    assert 1 <= n < len(times) and part.t[-1] < info.value.t
+    assert part.metadata["failure"]["t"] == pytest.approx(info.value.t)
+    assert np.all(np.isfinite(part["risk"])) and part.states["q_perp"].shape == (n, 50)
+    np.testing.assert_allclose(part["risk"], whole["risk"][:n], rtol=1e-6)
+
+
 def test_init_checks(tmp_path):
     model = eqgen.load(committee_spec(tmp_path, p=4, k=2, regime="gradient_flow"))
     M = np.full((4, 2), 0.1)
