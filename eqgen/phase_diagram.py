@@ -99,7 +99,8 @@ def phase_sweep(model: Model, grid: Any, params: Mapping[str, float] | None = No
 
     Returns a `SweepResult` with the per-point column `regime`; points without an ODE limit
     have `success` False, NaN rows and the reason as their message."""
-    from eqgen.sweep.run import resolve_points, save_times, solve_points
+    from eqgen.runtime import health
+    from eqgen.sweep.run import resolve_points, save_times, shape_groups, solve_points
 
     if model.family != "committee":
         raise UsageError("the (κ, δ) phase diagram is defined for committee (ODE) models")
@@ -135,10 +136,17 @@ def phase_sweep(model: Model, grid: Any, params: Mapping[str, float] | None = No
             idx = [i for i in solvable if classes[i] == cls]
             if idx:  # the limit is the same at every point of a class: solve it once
                 jobs.append((regime_variant(model, cls), idx, [params]))
+    # every job resolved and its memory checked before the first is solved
+    prepared = []
     for m, idx, point_params in jobs:
+        resolved = resolve_points(m, point_params, {}, init, init_source)
+        health.check_committee_sweep(m.spec, [(resolved[g[0]].p, resolved[g[0]].k, len(g))
+                                              for g in shape_groups(resolved).values()],
+                                     len(ts))
+        prepared.append((m, idx, resolved))
+    for m, idx, resolved in prepared:
         if progress:
             progress(f"solving {m.name} ({m.module.REGIME}) for {len(idx)} point(s)")
-        resolved = resolve_points(m, point_params, {}, init, init_source)
         out = solve_points(m, resolved, ts, rtol=rtol, atol=atol, solver=solver,
                            max_steps=max_steps)
         for name in out["observables"]:

@@ -256,6 +256,26 @@ def test_phase_sweep_classifies_every_point(phase):
             assert np.all(np.isnan(phase["excess_risk"][i]))
 
 
+def test_phase_sweep_checks_every_class_before_solving_any(erf_model, monkeypatch):
+    """At p = 120 the gradient-flow class (solved first) fits in 1 GB and the
+    high-dimensional one (the I4 term) does not: refused before anything is solved."""
+    from eqgen.runtime import health
+    from eqgen.sweep import run
+
+    fits = health.committee_sweep_memory([(120, 2, 1)], len(SAVE), variance=False)
+    needs = health.committee_sweep_memory([(120, 2, 1)], len(SAVE), variance=True)
+    limit = (fits + needs) / 2 / health.USABLE_FRACTION
+    monkeypatch.setenv("EQGEN_MEMORY_LIMIT", f"{limit:.6g}")
+
+    def solve_points(m, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        raise AssertionError(f"{m.name} was solved before every class was checked")
+
+    monkeypatch.setattr(run, "solve_points", solve_points)
+    with pytest.raises(UsageError, match="would need about"):
+        erf_model.sweep({"kappa": [0.0], "delta": [0.0, 0.5]}, params={"p": 120, "q0": 3},
+                        save_at=SAVE)
+
+
 def test_phase_values_are_the_limiting_ode_of_each_class(phase, erf_model, tmp_path):
     """Each class's value equals a separate solve of the spec with that regime written in."""
     final = phase.final()
