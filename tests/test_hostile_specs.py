@@ -232,7 +232,11 @@ def test_squared_sigmoid_solves(squared_sigmoid_spec: Path, tmp_path: Path):
     (1 / (sp.erf(Z) - sp.Rational(1, 3)), "0 at z = about 0.305"),
     (sp.log(sp.Abs(Z)), "takes the log of abs(z), which is 0 at z = 0"),
     (sp.log(Z), "takes the log of z"),
-    (sp.sqrt(Z), "takes a fractional power of z, which is negative"),
+    (sp.sqrt(Z), "takes a fractional power of z, which is negative for z < 0"),
+    (sp.sqrt(1 - Z**2), "negative for z < -1 and for z > 1"),
+    (sp.sqrt(Z**2 - 1), "negative for -1 < z < 1"),
+    (sp.sqrt(-Z**2 - 1), "negative for every z"),
+    (sp.log(sp.exp(Z) - 2), "takes the log of exp(z) - 2, which is 0 at z = about 0.6"),
     (sp.diff(sp.sqrt(sp.Abs(Z)), Z), "divides by abs(z)"),
     (sp.log((Z - sp.Rational(123, 1000)) ** 2), "0 at z = 0.123"),
 ])

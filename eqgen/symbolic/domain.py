@@ -93,7 +93,11 @@ def _vanishes(arg: sp.Expr, var: sp.Symbol) -> str | None:
 
 
 def _negative(arg: sp.Expr, var: sp.Symbol) -> str | None:
-    """Where `arg` (a log's argument, a fractional power's base) is negative, if shown."""
+    """Where `arg` (a log's argument, a fractional power's base) is negative, if shown: the
+    whole region for a polynomial (e.g. "negative for h < 0"), else a grid point."""
+    region = _negative_region(arg, var)
+    if region is not None:
+        return region
     values = _values(arg, var)
     if values is None:
         return None
@@ -102,6 +106,35 @@ def _negative(arg: sp.Expr, var: sp.Symbol) -> str | None:
         return None
     nearest = GRID[bad[np.argmin(np.abs(GRID[bad]))]]
     return f"negative at {var} = {_point(nearest)}"
+
+
+def _negative_region(arg: sp.Expr, var: sp.Symbol) -> str | None:
+    """"negative for h < 0"-style text when `arg` is a polynomial in `var` of degree ≤ 4 that
+    is negative somewhere (exact: from its real roots), else None."""
+    if not arg.is_polynomial(var):
+        return None
+    try:
+        if not 1 <= sp.Poly(arg, var).degree() <= 4:
+            return None
+        region = sp.solve_univariate_inequality(arg < 0, var, relational=False)
+    except (sp.PolynomialError, NotImplementedError, ValueError, TypeError):
+        return None
+    pieces = list(region.args) if isinstance(region, sp.Union) else [region]
+    if not pieces or not all(isinstance(p, sp.Interval) for p in pieces):
+        return None
+    return "negative for " + " and for ".join(_interval_text(p, var) for p in pieces)
+
+
+def _interval_text(interval: sp.Interval, var: sp.Symbol) -> str:
+    """An open interval of `var` as text: "h < 0", "h > 1", "-1 < h < 1", "every h"."""
+    lo, hi = interval.start, interval.end
+    if lo == -sp.oo and hi == sp.oo:
+        return f"every {var}"
+    if lo == -sp.oo:
+        return f"{var} < {_point(float(hi))}"
+    if hi == sp.oo:
+        return f"{var} > {_point(float(lo))}"
+    return f"{_point(float(lo))} < {var} < {_point(float(hi))}"
 
 
 def _polynomial_root(arg: sp.Expr, var: sp.Symbol) -> str | None:
