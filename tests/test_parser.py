@@ -318,6 +318,15 @@ def test_a_bad_parameter_is_reported_once(value: str):
     assert d.line == 2 and d.hint
 
 
+@pytest.mark.parametrize("value", ["1e300", "-1e400"])
+def test_a_huge_number_literal_is_called_too_large_not_infinite(value: str):
+    spec = build_committee(parse_text(spec_text("gamma = 1.0", f"gamma = {value}")))
+    with pytest.raises(SpecError) as e:
+        resolve(spec)
+    (d,) = e.value.diagnostics
+    assert "too large" in d.message and "below 1e+300" in d.message and d.hint
+
+
 def test_hints_read_well():
     d = only(spec_text("learning_rate = gamma", "learning_rate = gama"))
     assert d.hint.startswith("did you mean 'gamma'? Parameters are declared")

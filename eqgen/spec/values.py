@@ -98,6 +98,7 @@ NUMERIC_FUNCTIONS: dict[str, tuple[Callable[..., Any], tuple[int, ...], bool]] =
     "diag": (_diag, (1,), True),
 }
 CONSTANTS = {"pi": math.pi}
+HUGE = 1e300  # a number literal at or above this magnitude is refused as an overflow
 _EXAMPLES = {name: f"{name}(x)" for name in NUMERIC_FUNCTIONS} | {
     "identity": "identity(p)", "zeros": "zeros(p, k)", "ones": "ones(p)",
     "diag": "diag([1, 0.5])"}
@@ -109,6 +110,10 @@ def evaluate(expr: ast.Expr, env: Mapping[str, Value]) -> Value:
         value = _eval(expr, env)
     finite = math.isfinite(value) if type(value) is float else \
         not np.any(~np.isfinite(np.asarray(value, dtype=float)))
+    literal = expr.operand if isinstance(expr, ast.Neg) else expr
+    if not finite and isinstance(literal, ast.Number):
+        raise EvalError(f"this number is too large: eqgen accepts magnitudes below {HUGE:g}",
+                        expr.pos, "a value this large overflows as soon as it is squared")
     if not finite:
         raise EvalError("this expression does not evaluate to a finite number", expr.pos,
                         "check for division by zero, log of a non-positive number or overflow")
@@ -122,7 +127,7 @@ def _eval(expr: ast.Expr, env: Mapping[str, Value]) -> Value:
                 v = float(expr.value)
             except OverflowError:
                 return math.inf
-            return v if abs(v) < 1e300 else math.inf
+            return v if abs(v) < HUGE else math.inf
         case ast.Name():
             if expr.id in env:
                 return env[expr.id]
