@@ -146,6 +146,42 @@ def test_eta_max_agrees_with_the_numpy_linearisation_and_direct_solves(saad_soll
     assert dist[1.03][1] > 2 * dist[1.03][0]
 
 
+@pytest.fixture(scope="module")
+def square_committee() -> eqgen.Model:
+    return eqgen.load(model_path("committee_square"))
+
+
+def test_square_activation_rotations_are_neutral_not_unstable(square_committee) -> None:
+    """σ = z², p = k = 2: rotating the student's units leaves the network unchanged, so the
+    perfect point lies on a circle of fixed points (M = O, Q = P = I) and J has an exact zero
+    eigenvalue at every γ. It is split off (one neutral direction, named in a note); the other
+    modes decide: stable at γ = 0.2 (slowest rate 2.4), η_max = 1/2. Direct solves from near
+    the point settle below η_max and leave above it."""
+    res = perfect_learning_stability(square_committee, {"p": 2, "k": 2})
+    assert res.stable and res.slowest_decay == pytest.approx(2.4, rel=1e-9)
+    assert res.eta_max == pytest.approx(0.5, rel=1e-9)
+    assert res.risk_decay == pytest.approx(2.4, rel=1e-9)
+    assert np.sum(np.abs(res.eigenvalues) < 1e-12) == 1
+    assert any("1 neutral direction" in n for n in res.notes)
+    start = {"Q": [[1.02, 0.01], [0.01, 0.99]], "M": [[1.0, 0.01], [-0.005, 0.99]],
+             "P": np.eye(2)}
+    below = square_committee.solve({"p": 2, "k": 2, "gamma": 0.45}, start, t_max=40.0)
+    assert below["excess_risk"][-1] < 1e-6 * below["excess_risk"][0]
+    with pytest.raises(eqgen.NumericalError):
+        square_committee.solve({"p": 2, "k": 2, "gamma": 0.55}, start, t_max=40.0)
+
+
+def test_without_the_neutral_split_the_square_committee_looks_unstable(
+        square_committee, monkeypatch) -> None:
+    """The planted error: the zero eigenvalue left in, round-off decides the sign and the point
+    is called unstable at every learning rate (η_max = 0) — what the split prevents."""
+    import eqgen.analysis.stability as stability
+
+    monkeypatch.setattr(stability, "neutral_split", lambda jacobians: (0, None))
+    res = perfect_learning_stability(square_committee, {"p": 2, "k": 2})
+    assert abs(res.slowest_decay) < 1e-12 and res.eta_max != pytest.approx(0.5, rel=1e-3)
+
+
 def test_single_unit_eta_max_is_the_closed_form(saad_solla) -> None:
     """K = 1 (one erf unit learning one erf unit, Saad–Solla units): linearising by hand
     dR/dt = η[I3(λ,ν,ν) − I3(λ,ν,λ)] and dQ/dt = 2η[I3(λ,λ,ν) − I3(λ,λ,λ)] + η²[I4 terms]
@@ -597,7 +633,7 @@ def test_a_wrong_rate_in_the_eta_max_search_is_caught(saad_solla, monkeypatch) -
 
     plain = stability.max_real_part
     monkeypatch.setattr(stability, "max_real_part",
-                        lambda system, x, rate: plain(system, x, 0.9 * rate))
+                        lambda system, x, rate, *rest: plain(system, x, 0.9 * rate, *rest))
     res = perfect_learning_stability(saad_solla, {"p": 1, "k": 1})
     assert abs(res.eta_max / (np.pi * np.sqrt(15) / 3) - 1) > 1e-2
     res = perfect_learning_stability(saad_solla, {"p": 2, "k": 2})

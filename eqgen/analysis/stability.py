@@ -31,6 +31,15 @@ gradient-flow part.
   grid for the first sign change, then Brent's method on max Re λ(γ) (continuous in γ) to
   relative accuracy 1e-12. Jacobians are recomputed at each γ (no affine assumption).
 
+Neutral directions: where the network is unchanged along a continuous family of perfect-learning
+points — σ = z², whose output xᵀWᵀWx/p does not change when the student's units are rotated
+among themselves (M = O for any orthogonal O at P = I) — the Jacobian has exact zero
+eigenvalues at every γ, which round-off turns into ±1e-16 and a spurious "unstable at any γ".
+Their common null space N (of J at γ = 0, at the model's γ and at a third γ) is split off:
+J is block triangular in a basis [N, C], so its other eigenvalues are those of CᵀJC, and
+`slowest_decay`, `risk_decay` and η_max are computed from those, with a note naming how many
+directions were left out.
+
 ReLU units: at the perfect point every student unit is aligned with a teacher unit, a
 square-root branch point of each closed form. In the ODEs' combinations the singular parts
 cancel, the field is once but not twice differentiable there (eqgen.analysis.system), and its
@@ -53,6 +62,7 @@ from eqgen.errors import UsageError
 RATE_GRID = np.geomspace(1e-3, 1e4, 141)  # scanned for the first loss of stability, × γ scale
 COEFF_TOL = 1e-8  # a mode's coefficient in the risk below this × its scale counts as zero
 RESONANCE_TOL = 1e-12  # (λ_i + λ_j) − J this close to singular: a resonance
+NEUTRAL_TOL = 1e-9  # a singular value of the stacked Jacobians below this × the largest: null
 
 
 @dataclass
@@ -100,27 +110,52 @@ def perfect_learning_state(system: CommitteeSystem) -> dict[str, np.ndarray]:
     return state
 
 
-def max_real_part(system: CommitteeSystem, x: np.ndarray, rate: float) -> float:
-    """Largest real part of the Jacobian's eigenvalues at x with the learning rate `rate`."""
-    J = system.checked_jacobian(x, system.with_params(**{system.rate_name: rate}),
-                                "at the perfect-learning point", one_sided=False)
+def jacobian_at_rate(system: CommitteeSystem, x: np.ndarray, rate: float) -> np.ndarray:
+    """The Jacobian at x with the learning rate `rate`."""
+    return system.checked_jacobian(x, system.with_params(**{system.rate_name: rate}),
+                                   "at the perfect-learning point", one_sided=False)
+
+
+def max_real_part(system: CommitteeSystem, x: np.ndarray, rate: float,
+                  complement: np.ndarray | None = None) -> float:
+    """Largest real part of the Jacobian's eigenvalues at x with the learning rate `rate`;
+    with `complement` (C, orthonormal columns), of CᵀJC: the neutral directions left out."""
+    J = jacobian_at_rate(system, x, rate)
+    if complement is not None:
+        J = complement.T @ J @ complement
     with linear_algebra(f"computing the eigenvalues at {system.rate_name} = {rate:g}"):
         return float(np.linalg.eigvals(J).real.max())
 
 
+def neutral_split(jacobians: list[np.ndarray]) -> tuple[int, np.ndarray | None]:
+    """(dimension of the common null space of `jacobians`, an orthonormal basis C of its
+    orthogonal complement as columns; None where the null space is empty)."""
+    with linear_algebra("splitting off the neutral directions"):
+        _, sv, vt = np.linalg.svd(np.vstack(jacobians))
+    n = vt.shape[0]
+    rank = int(np.sum(sv > NEUTRAL_TOL * max(float(sv[0]), 1e-300))) if sv.size else 0
+    if rank >= n:
+        return 0, None
+    return n - rank, vt[:rank].T
+
+
 def risk_decay_rates(system: CommitteeSystem, x: np.ndarray, J: np.ndarray,
-                     second_order: bool = True) -> tuple[float | None, float | None]:
+                     second_order: bool = True, neutral: int = 0
+                     ) -> tuple[float | None, float | None]:
     """(asymptotic, first-order) decay rates of the excess risk near the fixed point x
     (module docstring): the smallest −Re λ_i over the modes with g·v_i ≠ 0, and of those and
     −Re(λ_i + λ_j) over the pairs whose second-order coefficient is not zero; None where
-    there is none, and the asymptotic one None without `second_order`."""
+    there is none, and the asymptotic one None without `second_order`. The `neutral` modes
+    (the eigenvalues nearest zero; module docstring) move along the family of perfect points
+    and are left out."""
     g, H = system.observable_derivatives(x, "excess_risk")
     with linear_algebra("computing the eigenvectors at the perfect-learning point"):
         lam, V = np.linalg.eig(J)
     V = V / np.linalg.norm(V, axis=0)
     g_norm = float(np.linalg.norm(g))
+    skip = set(np.argsort(np.abs(lam), kind="stable")[:neutral].tolist())
     rates = [-lam[i].real for i in range(lam.size)
-             if abs(g @ V[:, i]) > COEFF_TOL * max(g_norm, 1e-300)]
+             if i not in skip and abs(g @ V[:, i]) > COEFF_TOL * max(g_norm, 1e-300)]
     first_order = float(min(rates)) if rates else None
     if not second_order:
         return None, first_order
@@ -129,6 +164,8 @@ def risk_decay_rates(system: CommitteeSystem, x: np.ndarray, J: np.ndarray,
     n = lam.size
     for i in range(n):
         for j in range(i, n):
+            if i in skip or j in skip:
+                continue
             rate = -(lam[i] + lam[j]).real
             if rates and rate >= min(rates):
                 continue  # cannot be the slowest
@@ -184,20 +221,33 @@ def perfect_learning_stability(model: Any, params: Mapping[str, float] | None = 
     with linear_algebra("computing the eigenvalues at the perfect-learning point"):
         ev = np.linalg.eigvals(J)
     ev = ev[np.argsort(-ev.real, kind="stable")]
-    g0 = max_real_part(system, x, 0.0)
+    neutral, complement = neutral_split([jacobian_at_rate(system, x, g)
+                                         for g in (0.0, rate, 2.0 * abs(rate) + 1.0)])
+    if complement is not None:
+        with linear_algebra("computing the eigenvalues at the perfect-learning point"):
+            slowest = float(-np.linalg.eigvals(complement.T @ J @ complement).real.max())
+    else:
+        slowest = float(-ev.real.max())
+    g0 = max_real_part(system, x, 0.0, complement)
     smooth = system.twice_differentiable(x)
-    risk, risk_first = risk_decay_rates(system, x, J, second_order=smooth)
-    notes = () if smooth else (
+    risk, risk_first = risk_decay_rates(system, x, J, second_order=smooth, neutral=neutral)
+    notes: tuple[str, ...] = () if smooth else (
         "the field is differentiable but not twice differentiable at the perfect-learning "
         "point (" + ", ".join(system.aligned_units(x)) + "): risk_decay, which needs second "
         "derivatives, is not given",)
-    return PerfectLearningStability(name, float(rate), float(-ev.real.max()), ev,
-                                    _eta_max(system, x, rate, g0, xtol), float(-g0),
-                                    dict(system.params), risk, risk_first, notes)
+    if neutral:
+        notes += (f"{neutral} neutral direction{'s' if neutral > 1 else ''} (zero eigenvalue"
+                  f"{'s' if neutral > 1 else ''} at every learning rate): the perfect-learning "
+                  "point lies on a continuous family of them along which the network does not "
+                  "change (for σ = z², rotations of the student's units); slowest_decay, "
+                  "risk_decay and eta_max are computed from the other modes",)
+    return PerfectLearningStability(name, float(rate), slowest, ev,
+                                    _eta_max(system, x, rate, g0, xtol, complement),
+                                    float(-g0), dict(system.params), risk, risk_first, notes)
 
 
 def _eta_max(system: CommitteeSystem, x: np.ndarray, rate: float, g0: float,
-             xtol: float) -> float | None:
+             xtol: float, complement: np.ndarray | None = None) -> float | None:
     """The smallest γ > 0 with max Re λ(J(γ)) = 0 (0 if unstable at γ → 0, None if stable on
     the whole scanned grid)."""
     from scipy.optimize import brentq
@@ -206,8 +256,9 @@ def _eta_max(system: CommitteeSystem, x: np.ndarray, rate: float, g0: float,
         return 0.0
     prev = 0.0
     for hi in RATE_GRID * max(1.0, abs(rate)):
-        if max_real_part(system, x, float(hi)) > 0:
-            return float(brentq(lambda gm: max_real_part(system, x, gm), prev, float(hi),
+        if max_real_part(system, x, float(hi), complement) > 0:
+            return float(brentq(lambda gm: max_real_part(system, x, gm, complement), prev,
+                                float(hi),
                                 xtol=xtol * hi, rtol=4 * np.finfo(float).eps))
         prev = float(hi)
     return None
