@@ -75,6 +75,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, help="random seed (DMFT models)")
     s.add_argument("--extrapolate", action="store_true",
                    help="Richardson extrapolation in the step (continuous-time DMFT models)")
+    s.add_argument("--replicas", type=int, metavar="R",
+                   help="sampled DMFT models: add <name>_stderr, the Monte Carlo error, from R "
+                   "more solves of N/R samples (default: none)")
     s.add_argument("-o", "--output", metavar="FILE.csv|FILE.json")
     s.add_argument("--plot", metavar="FILE.png")
 
@@ -82,6 +85,9 @@ def _parser() -> argparse.ArgumentParser:
     cp = sub.add_parser("compare", help="theory against finite-d simulation: CSV and plot")
     for q in (sm, cp):
         _add_simulation_options(q)
+    cp.add_argument("--replicas", type=int, metavar="R",
+                    help="sampled DMFT models: the theory's Monte Carlo error from R solves of "
+                    "N/R samples, added to the simulation's (default 8; 0: none)")
     for name, module in EXTRA_COMMANDS.items():
         mod = importlib.import_module(module)
         mod.add_arguments(sub.add_parser(name, help=mod.HELP))
@@ -244,11 +250,13 @@ def _solve(args: argparse.Namespace) -> int:
             raise UsageError("--reduction applies to committee (ODE) models only")
         model = model.reduced(args.reduction)
     dmft = model.family == "dmft"
-    if not dmft and (args.samples is not None or args.seed is not None or args.extrapolate):
-        raise UsageError("--samples, --seed and --extrapolate apply to DMFT models only; "
+    if not dmft and (args.samples is not None or args.seed is not None or args.extrapolate
+                     or args.replicas is not None):
+        raise UsageError("--samples, --seed, --extrapolate and --replicas apply to DMFT models "
+                         "only; "
                          f"{model.name} is a committee (ODE) model")
-    extra = {"samples": args.samples, "seed": args.seed or 0,
-             "extrapolate": args.extrapolate} if dmft else {}
+    extra = {"samples": args.samples, "seed": args.seed or 0, "extrapolate": args.extrapolate,
+             "replicas": args.replicas or 0} if dmft else {}
     params = _parse_sets(args.sets)
     init = _read_init(args.init) if args.init else None
     save_at = _parse_times(args.save_at) if args.save_at else None
@@ -292,6 +300,10 @@ def _simulation_inputs(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     model = load(args.spec)
     if args.samples is not None and model.family == "committee":
         raise UsageError("--samples applies to DMFT models only")
+    replicas = getattr(args, "replicas", None)  # compare only
+    if replicas is not None and model.family == "committee":
+        raise UsageError("--replicas applies to DMFT models only: a committee model's theory "
+                         "has no Monte Carlo error")
     params = _parse_sets(args.sets)
     init = _read_init(args.init) if args.init else None
     save_at = _parse_times(args.save_at) if args.save_at else None
@@ -303,6 +315,8 @@ def _simulation_inputs(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
         kwargs["samples"] = args.samples
     if args.test_samples:  # off by default; checked (and refused for DMFT models) by the model
         kwargs["test_samples"] = args.test_samples
+    if replicas is not None:
+        kwargs["replicas"] = replicas
     return model, kwargs
 
 

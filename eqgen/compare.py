@@ -2,7 +2,9 @@
 
 Generic over model families: every observable the theory has and the simulation has too
 (`<name>`, with its standard error `<name>_stderr` when the simulation gives one) becomes three
-columns, `<name>` (theory), `<name>_sim` and `<name>_sim_stderr`; an observable only the
+columns, `<name>` (theory), `<name>_sim` and `<name>_sim_stderr` — four where the theory has a
+Monte Carlo error of its own (a sampled DMFT with replicas, eqgen.replicas): `<name>`,
+`<name>_stderr` (the theory's), `<name>_sim`, `<name>_sim_stderr`; an observable only the
 simulation has (the held-out `risk_test`) becomes `<name>_sim` and `<name>_sim_stderr`, right
 after the three columns of the theory observable its name extends (`risk`). States shared by
 both become `<name>` and `<name>_sim` (and `<name>_sim_stderr` when the simulation has a state
@@ -55,9 +57,11 @@ def compare(theory: Solution, sim: Solution) -> Solution:
     observables: dict[str, np.ndarray] = {}
     extra = _simulation_only(theory, sim)
     for name, v in theory.observables.items():
-        if name not in sim.observables:
+        if name.endswith("_stderr") or name not in sim.observables:
             continue
         observables[name] = at(v)
+        if f"{name}_stderr" in theory.observables:  # the theory's own Monte Carlo error
+            observables[f"{name}_stderr"] = at(theory.observables[f"{name}_stderr"])
         for own in (name, *extra.get(name, [])):
             observables[f"{own}_sim"] = np.asarray(sim.observables[own])
             err = sim.observables.get(f"{own}_stderr")
@@ -167,13 +171,18 @@ def _simulation_only(theory: Solution, sim: Solution) -> dict[str, list[str]]:
 
 def deviations(cmp: Solution) -> dict[str, dict[str, float]]:
     """For each compared observable: the largest |theory − simulation|, the same relative to
-    the theory's range, and the largest deviation in units of the standard error."""
+    the theory's range, and the largest deviation in units of the standard error of the
+    difference — the simulation's, combined with the theory's own (`<name>_stderr`, a sampled
+    DMFT's Monte Carlo error) where the theory has one (`theory_stderr_included`)."""
     out = {}
     for name in cmp.observables:
         if not (f"{name}_sim" in cmp.observables and f"{name}_sim_stderr" in cmp.observables):
             continue
         th, sm = cmp.observables[name], cmp.observables[f"{name}_sim"]
-        err = cmp.observables[f"{name}_sim_stderr"]
+        err = np.asarray(cmp.observables[f"{name}_sim_stderr"], dtype=float)
+        own = cmp.observables.get(f"{name}_stderr")
+        if own is not None:
+            err = np.hypot(err, np.asarray(own, dtype=float))
         diff = np.abs(th - sm)
         with np.errstate(divide="ignore", invalid="ignore"):
             z = np.where(err > 0, diff / err, np.nan)
@@ -181,6 +190,7 @@ def deviations(cmp: Solution) -> dict[str, dict[str, float]]:
             "max_abs": float(diff.max()),
             "max_rel_to_range": float(diff.max() / max(np.ptp(th), 1e-300)),
             "max_in_stderr": float(np.nanmax(z)) if np.isfinite(z).any() else float("nan"),
+            "theory_stderr_included": own is not None,
         }
     return out
 
@@ -218,6 +228,11 @@ def plot_comparison(cmp: Solution, path: str | Path, title: str | None = None,
         err = np.nan_to_num(cmp.observables.get(f"{name}_sim_stderr", np.zeros_like(sm)))
         ax = ax_o if name in scalar_orders else ax_r
         ax.plot(t[mask], th[mask], color=c, label=f"{name} (theory)")
+        own = cmp.observables.get(f"{name}_stderr")
+        if own is not None:  # the theory's Monte Carlo error: a band of ± 1 s.e.
+            band = np.nan_to_num(np.asarray(own)[mask])
+            ax.fill_between(t[mask], th[mask] - band, th[mask] + band, color=c, alpha=0.2,
+                            linewidth=0)
         ax.errorbar(t[pick], sm[pick], yerr=err[pick], fmt="o", ms=3.5, mfc="none",
                     color=c, elinewidth=1, capsize=2, label=f"{name} (simulation)")
         if ax is ax_r:
@@ -252,7 +267,10 @@ def plot_comparison(cmp: Solution, path: str | Path, title: str | None = None,
         ax.set_xlabel("t")
         if logx:
             ax.set_xscale("log")
-    ax_r.set_title("theory (lines) and simulation (points, ± 1 s.e.)", fontsize=9)
+    sampled = any(k.endswith("_stderr") and not k.endswith("_sim_stderr")
+                  for k in cmp.observables)
+    ax_r.set_title("theory (lines" + (", bands ± 1 s.e. of its Monte Carlo" if sampled else "")
+                   + ") and simulation (points, ± 1 s.e.)", fontsize=9)
     ax_r.legend(fontsize=7)
     ax_o.set_title("order parameters: theory (lines), simulation (points, ± 1 s.e.)",
                    fontsize=9)

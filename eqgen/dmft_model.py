@@ -20,6 +20,13 @@ import eqgen
 from eqgen.codegen import module as modfile
 from eqgen.errors import Diagnostic, EqgenError, NumericalError, SpecError, UsageError
 from eqgen.model import Model
+from eqgen.replicas import (
+    DEFAULT_COMPARE_REPLICAS,
+    check_replicas,
+    replica_seed,
+    replica_stderr,
+    with_stderr,
+)
 from eqgen.spec.dmft import DmftResolved, DmftSpec, build_dmft, resolve_dmft
 
 DEFAULT_SAMPLES = 20_000
@@ -146,7 +153,7 @@ class DmftModel(Model):
               t_max: float | None = None, samples: int | None = None, seed: int = 0,
               exact: bool | None = None, extrapolate: bool = False,
               response_samples: int | None = None, init_source: str = "init",
-              **ignored: Any) -> eqgen.Solution:
+              replicas: int = 0, **ignored: Any) -> eqgen.Solution:
         """Solve the DMFT (docs/dmft.md, The discrete recursion); see docs/dmft.md, Running it.
 
         **Arguments**
@@ -156,6 +163,9 @@ class DmftModel(Model):
           used when the loss allows it and `samples` is not given.
         - `extrapolate`: continuous-time models: Richardson extrapolation in η (solves at η
           and η/2 and returns 2 x(η/2) − x(η) on the η grid).
+        - `replicas`: R ≥ 2 adds `<name>_stderr`, the Monte Carlo standard error of each
+          sampled observable, from R more solves of samples/R trajectories on independent
+          streams (eqgen.replicas); 0 (default): none.
         `rtol`, `atol`, `solver` of the ODE family are accepted and ignored.
         """
         from eqgen.runtime.solution import Solution
@@ -177,6 +187,7 @@ class DmftModel(Model):
             raise UsageError("exact Gaussian propagation needs a square-type loss (ℓ'' "
                              "constant) and b = 1")
         n = int(samples or DEFAULT_SAMPLES)
+        check_replicas(int(replicas), n, use_exact)
         self._check_start(r)
         self._warn_step(r)
 
@@ -259,7 +270,36 @@ class DmftModel(Model):
         t = res.t[idx]
         sol = Solution(t, {k: np.asarray(v)[idx] for k, v in obs.items()}, {}, meta)
         self._check_finite(sol, r)
+        if replicas:
+            self._add_replica_stderr(sol, int(replicas), dict(
+                params=params, init=init, save_at=save_at, t_max=horizon, samples=n // replicas,
+                exact=False, extrapolate=extrapolate, response_samples=response_samples,
+                init_source=init_source), seed)
         return sol
+
+    def _add_replica_stderr(self, sol: eqgen.Solution, replicas: int,
+                            kwargs: dict[str, Any], seed: int) -> None:
+        """Put `<name>_stderr` beside each observable of `sol`, from `replicas` solves with
+        `kwargs` on independent seeds (eqgen.replicas). A replica that fails leaves the
+        errors unknown (NaN), with the reason in the metadata; the solve itself stands."""
+        runs = []
+        for i in range(replicas):
+            try:
+                rep = self.solve(seed=replica_seed(seed, i), **kwargs)
+            except NumericalError as e:
+                sol.metadata["replica_failure"] = f"replica {i}: {e}"
+                break
+            runs.append({k: rep.observables[k] for k in sol.observables})
+        if len(runs) == replicas:
+            errors = replica_stderr(runs)
+        else:
+            errors = {k: np.full(len(sol.t), np.nan) for k in sol.observables}
+        sol.observables = with_stderr(sol.observables, errors)
+        sol.metadata.update(
+            replicas=replicas, replica_samples=int(kwargs["samples"]),
+            stderr_note=(f"<name>_stderr: Monte Carlo standard error of this sampled DMFT, "
+                         f"the spread of {replicas} independent solves of "
+                         f"{kwargs['samples']} trajectories each divided by √{replicas}"))
 
     def check_sweep(self, problem: Any, samples: int | None,
                     response_samples: int | None = None) -> None:
@@ -475,7 +515,8 @@ class DmftModel(Model):
                 seed: int = 0, t_max: float | None = None,
                 save_at: Sequence[float] | None = None, samples: int | None = None,
                 progress: bool | None = None, init_source: str = "init",
-                test_samples: int = 0, **ignored: Any) -> eqgen.Solution:
+                test_samples: int = 0, replicas: int | None = None,
+                **ignored: Any) -> eqgen.Solution:
         """Simulate at dimension `d`, then solve the DMFT at the simulated times from the
         simulation's *measured* start, and put both side by side (`eqgen.compare.compare`).
 
@@ -484,8 +525,10 @@ class DmftModel(Model):
         `theory_start`), not from the spec's (m₀, q₀) that the simulation is built to hit:
         the two agree to round-off, and any difference would show. `samples` and `seed` are
         those of the DMFT's Monte Carlo (exact propagation where the loss allows it and
-        `samples` is not given). `rtol`, `atol`, `solver` of the ODE family are accepted and
-        ignored."""
+        `samples` is not given). A sampled theory carries its own Monte Carlo error
+        (`<name>_stderr`, from `replicas` independent solves; default 8, 0: none; see
+        `solve`), which `eqgen.compare.deviations` adds to the simulation's. `rtol`, `atol`,
+        `solver` of the ODE family are accepted and ignored."""
         from eqgen.compare import simulate_and_compare
 
         r = self.resolve(params, init, init_source)  # every input problem before heavy work
@@ -495,8 +538,12 @@ class DmftModel(Model):
         if not (horizon > 0 and np.isfinite(horizon)):
             raise UsageError("--t-max must be a positive, finite time")
         exact = self.can_solve_exactly(params) and samples is None
+        n_theory = int(samples or DEFAULT_SAMPLES)
+        if replicas is None:
+            replicas = 0 if exact else DEFAULT_COMPARE_REPLICAS
+        check_replicas(int(replicas), n_theory, exact)
         self.check_sweep(self.problem(params, init, horizon),  # the theory, before simulating
-                         None if exact else int(samples or DEFAULT_SAMPLES))
+                         None if exact else n_theory)
         start: dict[str, Any] = {}
 
         def simulate() -> eqgen.Solution:
@@ -509,7 +556,7 @@ class DmftModel(Model):
             start.update(m=measured["m"], q=max(measured["q"], 0.0))
             horizon = max(float(sim.t[-1]), r.eta)  # a simulation that failed at once: t = 0
             return self.solve(params, dict(start), save_at=sim.t, t_max=horizon,
-                              samples=samples, seed=seed,
+                              samples=samples, seed=seed, replicas=int(replicas or 0),
                               init_source="the simulation's measured initial overlaps")
 
         try:
