@@ -202,11 +202,31 @@ def _check_growth(spec: CommitteeSpec, f: sp.Expr, who: str, pos: Pos) -> None:
             "polynomial"))
 
 
+def _undefined_constant(f: sp.Expr) -> str | None:
+    """How `f` contains an infinite or undefined constant (a division by zero written in the
+    spec, such as z/0, becomes sympy's complex infinity), or None."""
+    if f.has(sp.zoo) or f.has(sp.oo) or f.has(sp.S.NegativeInfinity):
+        return "contains an infinite constant (a division by zero such as z/0?)"
+    if f.has(sp.nan):
+        return "contains an undefined constant (such as 0/0)"
+    return None
+
+
+def _check_depends(spec: CommitteeSpec, f: sp.Expr, who: str, pos: Pos) -> None:
+    """Refuse an activation that does not depend on z once simplified (0*z, z - z): the
+    literal test of the spec checker sees a z in it."""
+    if Z not in f.free_symbols:
+        raise SpecError(spec.diagnostic(
+            f"the {who} activation does not depend on z: it simplifies to {f}", pos,
+            "write the activation as a function of z, e.g. erf(z / sqrt(2))"))
+
+
 def _check_finite(spec: CommitteeSpec, f: sp.Expr, who: str, pos: Pos,
                   derivative: bool = False) -> None:
     """Refuse an activation (or, with `derivative`, the student's σ') that is not a finite real
-    number at some real z: a pole, a log singularity, a root of a negative number."""
-    reason = real_singularity(f, Z)
+    number at some real z: a pole, a log singularity, a root of a negative number, an infinite
+    constant."""
+    reason = _undefined_constant(f) or real_singularity(f, Z)
     if reason is None:
         return
     if derivative:
@@ -225,7 +245,8 @@ def _check_finite_loss(spec: CommitteeSpec, loss: sp.Expr, error_signal: sp.Expr
     at some real ŷ for labels y of either sign or 0 (the teacher's outputs cover the line)."""
     cases = [{convert.Y: sp.Integer(v)} for v in (-1, 0, 1)]
     for expr, what in ((loss, "the loss"), (error_signal, "the error signal −∂ℓ/∂ŷ")):
-        reason = real_singularity(expr, convert.YHAT, cases, named=(convert.Y,))
+        reason = _undefined_constant(expr) or real_singularity(expr, convert.YHAT, cases,
+                                                               named=(convert.Y,))
         if reason is not None:
             raise SpecError(spec.diagnostic(
                 f"{what} is singular: it {reason}", spec.loss.pos,
@@ -233,11 +254,32 @@ def _check_finite_loss(spec: CommitteeSpec, loss: sp.Expr, error_signal: sp.Expr
                 "a loss that is smooth and finite for every ŷ, e.g. (y - yhat)**2 / 2"))
 
 
+def _check_loss_shape(spec: CommitteeSpec, error_signal: sp.Expr) -> None:
+    """Refuse a loss whose error signal −∂ℓ/∂ŷ vanishes identically (the loss does not depend
+    on ŷ once simplified: `0*yhat + y`), or has a step (`abs(y - yhat)` gives sign(y − ŷ)).
+    A general loss is averaged by Gauss–Hermite quadrature over the joint fields, which is off
+    by percents on a step (measured: Q 0.999 against 0.87 ± 0.007 simulated for abs at
+    p = k = 1), and the result would look plausible."""
+    if sp.simplify(error_signal) == 0:
+        raise SpecError(spec.diagnostic(
+            "the loss does not depend on the prediction 'yhat': its derivative in yhat "
+            "simplifies to 0", spec.loss.pos,
+            "SGD follows −∂ℓ/∂ŷ; write a loss of y and yhat such as (y - yhat)**2 / 2"))
+    if error_signal.has(*NON_SMOOTH):
+        raise SpecError(spec.diagnostic(
+            f"the loss has a kink: its error signal −∂ℓ/∂ŷ = {error_signal} has a step, and "
+            "a non-square loss is averaged by Gauss-Hermite quadrature, which is off by "
+            "percents on a step, so eqgen refuses it", spec.loss.pos,
+            "use a smooth loss, e.g. log(cosh(y - yhat)) instead of abs(y - yhat), or the "
+            "square loss"))
+
+
 def student_activation(spec: CommitteeSpec) -> sp.Expr:
     """σ(z) of the student, checked to be finite on the real line and to have a usable
     derivative."""
     sigma = convert.activation(spec.student.activation)
     pos = spec.student.activation.pos
+    _check_depends(spec, sigma, "student", pos)
     _check_finite(spec, sigma, "student", pos)
     _check_differentiable(spec, sigma)
     _check_finite(spec, sp.diff(sigma, Z), "student", pos, derivative=True)
@@ -285,6 +327,7 @@ def derive(spec: CommitteeSpec) -> CommitteeEquations:
     regime = regime_of(spec)
     sigma = student_activation(spec)
     g = convert.activation(spec.teacher.activation)
+    _check_depends(spec, g, "teacher", spec.teacher.activation.pos)
     _check_finite(spec, g, "teacher", spec.teacher.activation.pos)
     _check_growth(spec, sigma, "student", spec.student.activation.pos)
     _check_growth(spec, g, "teacher", spec.teacher.activation.pos)
@@ -300,6 +343,7 @@ def derive(spec: CommitteeSpec) -> CommitteeEquations:
     error_signal = sp.simplify(-sp.diff(loss, yhat))
     if spec.loss is not None:
         _check_finite_loss(spec, loss, error_signal)
+        _check_loss_shape(spec, error_signal)
     square = sp.expand(error_signal - (y - yhat)) == 0
 
     integrals: list[Integral] = []
