@@ -164,6 +164,13 @@ def _domain_problems(spec: DmftSpec, params: dict[str, sp.Symbol],
                 f"{what} is singular: it {reason}", e.pos,
                 f"{what} must be defined at every real {var}: e.g. "
                 + ("sign(h)" if var == H else "z or sign(z)")))
+        elif expr is not None and e is not None and var == Z and \
+                (radius := super_exponential_growth(expr, Z, [values])) is not None:
+            out.append(spec.diagnostic(
+                f"the target grows faster than exp(c|z|) for any c (seen at |z| ≈ {radius:g})",
+                e.pos, "the labels' moments over z ~ N(0, 1) diverge for growth like "
+                "exp(z²/4) or faster (the test loss came out as 1e91 for exp(z**2)): use a "
+                "target that grows at most like a polynomial times exp(c|z|)"))
     return out
 
 
