@@ -859,8 +859,12 @@ def resolve(spec: CommitteeSpec, overrides: Mapping[str, float] | None = None,
                 float(arr) * np.eye(shape[0])
         init[name] = arr
         if arr.shape != shape:
-            where = _init_pos(spec, name)
-            msg = (f"initial {name} has shape {_shape_text(arr.shape)}, but p = {p} and k = {k} "
+            from_second_layer = name == "a" and "a" not in spec.init and \
+                spec.student.second_layer is not None
+            where = spec.student.second_layer.pos if from_second_layer else \
+                _init_pos(spec, name)
+            msg = (f"{'second_layer = fixed(...)' if from_second_layer else f'initial {name}'} "
+                   f"has shape {_shape_text(arr.shape)}, but p = {p} and k = {k} "
                    f"need {_shape_text(shape)}")
             if name in (init_overrides or {}):
                 errors.append(Diagnostic(msg, init_source, hint="fix the JSON file"))
