@@ -419,10 +419,18 @@ class DmftModel(Model):
         if not (bad | big).any():
             return
         i = int(np.argmax(bad | big))
-        what = "non-finite values" if bad[i] else f"|w|²/d above {BLOW_UP:.0e} (diverged)"
+        names = [n for n, v in sol.observables.items()
+                 if not n.endswith("_stderr") and not np.isfinite(v[i])]
+        what = (f"non-finite values ({', '.join(names)})" if bad[i]
+                else f"|w|²/d above {BLOW_UP:.0e} (diverged)")
         before = f"; last good time t = {sol.t[i - 1]:.6g}" if i > 0 else ""
+        start_ok = i == 0 and all(np.isfinite(sol.observables[n][0]) for n in ("m", "Q"))
+        hint = ("m and Q are finite at t = 0, so the loss itself overflows at the initial "
+                "fields h = m a + r (its value or its derivatives in h): use a loss that stays "
+                "finite for moderate |h|, e.g. log(1 + exp(-y * h)) rather than a high power of "
+                "exp(-y * h)") if start_ok else self._divergence_hint(r, at_start=i == 0)
         error = NumericalError(f"{what_failed} produced {what}{before}", t=float(sol.t[i]),
-                               hint=self._divergence_hint(r, at_start=i == 0))
+                               hint=hint)
         error.partial = sol.rows(slice(0, i)).mark_partial(error)
         raise error
 

@@ -345,3 +345,44 @@ def test_spec_init_problems_still_point_at_the_spec(tmp_path: Path):
     r = run_quiet("solve", path, "--t-max", "1")
     assert r.code == 1 and re.search(rf"^{re.escape(str(path))}:\d+:\d+: error: the initial "
                                      "covariance", r.err, re.M), r.err
+
+
+# ---------------------------------------------------------------------------------------------
+# A DMFT loss that overflows at the start: exit 3 at once, not a hang
+
+
+def test_a_loss_overflowing_at_the_start_fails_at_once_with_the_loss_named(tmp_path):
+    """exp(-y h)**1000 overflows at the initial fields: M_C(0, 0) is infinite, and LAPACK's SVD
+    of the noise factor never returned on it (the solve hung). Now: exit 3 at t = 0, the
+    non-finite observables named, and a hint about the loss, not the start (m, Q are fine)."""
+    text = (MODELS / "gmm_two_cluster_logistic.eqg").read_text()
+    text = re.sub(r"(?m)^loss .*$", "loss exp(-y*h)**1000", text)
+    path = write_spec(tmp_path, text)
+    start = time.perf_counter()
+    r = run_quiet("solve", path, "--samples", "200", "--t-max", "0.3")
+    assert r.code == 3, r.err
+    assert time.perf_counter() - start < 60
+    assert "non-finite values (train_loss, test_loss) (at t = 0)" in r.err
+    assert "the loss itself overflows" in r.err and "check the initial state" not in r.err
+
+
+def test_the_noise_factor_row_is_nan_not_a_hang_on_an_infinite_kernel():
+    from eqgen.runtime.dmft import regularised_row
+
+    L = np.zeros((5, 5))
+    L[0, 0] = 1.0
+    rhs = np.array([np.inf, 0.0, 0.0, 0.0, 0.0])
+    row = np.asarray(regularised_row(L, rhs, 1, 2.0))
+    assert np.all(np.isnan(row))
+    assert np.all(np.isfinite(np.asarray(regularised_row(L, np.ones(5), 1, 2.0))))
+
+
+def test_weight_covariance_keeps_q0_when_the_first_kernel_overflows():
+    from types import SimpleNamespace
+
+    from eqgen.runtime.dmft import weight_covariance
+
+    R = np.tril(np.ones((3, 3)))
+    MC = np.full((3, 3), np.inf)
+    C = weight_covariance(SimpleNamespace(q0=0.7, eta=0.1, Delta=1.0), R, MC)
+    assert C[0, 0] == pytest.approx(0.7) and np.isnan(C[1, 1])

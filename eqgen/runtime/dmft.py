@@ -114,12 +114,16 @@ def regularised_row(L: jax.Array, rhs: jax.Array, k: jax.Array, diag: jax.Array
     before = idx < k
     A = jnp.where(before[:, None] & before[None, :], L, 0.0)
     b = jnp.where(before, rhs, 0.0)
-    u, sv, vt = jnp.linalg.svd(A)
+    # LAPACK's SVD never returns on a matrix with an infinite entry (measured: a 5 × 5 with
+    # one inf), so a sweep whose kernels overflowed would hang instead of failing: the SVD
+    # sees zeros there, and the row is NaN, which the finite checks after the sweep report
+    finite = jnp.all(jnp.isfinite(A)) & jnp.all(jnp.isfinite(b)) & jnp.isfinite(diag)
+    u, sv, vt = jnp.linalg.svd(jnp.where(finite, A, 0.0))
     keep = sv > RCOND * jnp.maximum(sv[0], jnp.finfo(sv.dtype).tiny)
     x = vt.T @ (jnp.where(keep, (u.T @ b) / jnp.where(keep, sv, 1.0), 0.0))
     x = jnp.where(before, x, 0.0)
     pivot = jnp.sqrt(jnp.maximum(diag - x @ x, 0.0))
-    return x.at[k].set(pivot)
+    return jnp.where(finite, x.at[k].set(pivot), jnp.nan)
 
 
 def _sweep_arrays(problem: DmftProblem, inputs: SweepInputs, n_chi: int,
@@ -301,16 +305,19 @@ _sweep_jit = jax.jit(_sweep_arrays, static_argnums=(0, 2, 3),
 def weight_covariance(problem: DmftProblem, R: np.ndarray, MC: np.ndarray) -> np.ndarray:
     """C⊥(k, l) = C⊥(0,0) R_k0 R_l0 + η² Σ_ij R_{k,i+1} (M_C(i,j)/Δ) R_{l,j+1} (i < k, j < l).
 
-    Computed on the leading block of times before the first non-finite R or M_C (NaN after):
-    C⊥ up to step k needs R and M_C only up to k, so an overflow late in a sweep must not
-    reach the earlier times (through inf · 0 in the matrix products)."""
-    n = min(first_nonfinite_row(R), first_nonfinite_row(MC))
+    Computed on the leading block of times before the first non-finite row of R, and up to
+    one step past the first non-finite row of M_C (NaN after): C⊥ up to step k needs R up to
+    k and M_C only before k, so an overflow late in a sweep — or of M_C at t = 0, where
+    C⊥(0, 0) = q0 — must not reach the earlier times (through inf · 0 in the products)."""
+    n = min(first_nonfinite_row(R), first_nonfinite_row(MC) + 1, len(R))
     out = np.full(R.shape, np.nan)
     A = np.zeros((n, n))
     A[:, :-1] = R[:n, 1:n]
     A = np.tril(A, -1)  # A_{k,i} = R_{k,i+1} for i < k
+    # within the block, a non-finite M_C entry is only ever multiplied by A's zeros
+    MC_block = np.where(np.isfinite(MC[:n, :n]), MC[:n, :n], 0.0)
     out[:n, :n] = (problem.q0 * np.outer(R[:n, 0], R[:n, 0])
-                   + problem.eta**2 * A @ (MC[:n, :n] / problem.Delta) @ A.T)
+                   + problem.eta**2 * A @ (MC_block / problem.Delta) @ A.T)
     return out
 
 
