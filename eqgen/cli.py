@@ -41,6 +41,45 @@ class Progress:
                   flush=True)
 
 
+MAX_SEED = 2**32  # seeds are 32-bit (JAX's PRNG keys, the DMFT sweep's uint32): 0 ≤ seed < this
+
+
+def _whole(text: str) -> int | None:
+    """`text` as an int: an integer, or an integral float written like 1e3 (exact, ≤ 2⁵³)."""
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        v = float(text)
+    except ValueError:
+        return None
+    return int(v) if math.isfinite(v) and v.is_integer() and abs(v) <= 2**53 else None
+
+
+def whole_number(text: str) -> int:
+    """argparse type of counts (--d, --seeds, --samples, --test-samples): an int, also
+    written like 1e3; argparse reports anything else as an `invalid int value`."""
+    value = _whole(text)
+    if value is None:
+        raise ValueError(text)
+    return value
+
+
+whole_number.__name__ = "int"  # argparse names the type in its message: "invalid int value"
+
+
+def seed_arg(text: str) -> int:
+    """argparse type of every --seed: a whole number 0 ≤ seed < 2**32, else a `UsageError`
+    (exit 2) with a hint, raised while parsing, before any work."""
+    value = _whole(text)
+    if value is None or not 0 <= value < MAX_SEED:
+        raise UsageError(f"argument --seed: must be a whole number from 0 to {MAX_SEED - 1}, "
+                         f"got {text!r}\n  hint: seeds are 32-bit; any value in that range "
+                         "will do, e.g. --seed 0")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="eqgen", description="Compile learning-dynamics model specs into solvers.")
     p.add_argument("--version", action="version", version=f"eqgen {_version()}")
@@ -71,8 +110,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--max-steps", type=int, default=None)
     s.add_argument("--reduction", choices=["mean_field"],
                    help="solve the large-p reduction (state M, q_perp; docs/scale.md)")
-    s.add_argument("--samples", type=int, help="Monte Carlo samples (DMFT models)")
-    s.add_argument("--seed", type=int, help="random seed (DMFT models)")
+    s.add_argument("--samples", type=whole_number, help="Monte Carlo samples (DMFT models)")
+    s.add_argument("--seed", type=seed_arg, help="random seed (DMFT models)")
     s.add_argument("--extrapolate", action="store_true",
                    help="Richardson extrapolation in the step (continuous-time DMFT models)")
     s.add_argument("--replicas", type=int, metavar="R",
@@ -97,11 +136,11 @@ def _parser() -> argparse.ArgumentParser:
 def _add_simulation_options(q: argparse.ArgumentParser) -> None:
     """`simulate` and `compare`: the options of `solve`, plus --d and --seeds."""
     q.add_argument("spec", metavar="SPEC")
-    q.add_argument("--d", type=int, required=True, metavar="D",
+    q.add_argument("--d", type=whole_number, required=True, metavar="D",
                    help="input dimension of the simulated networks")
-    q.add_argument("--seeds", type=int, default=4, metavar="N",
+    q.add_argument("--seeds", type=whole_number, default=4, metavar="N",
                    help="independent SGD runs to average (default 4)")
-    q.add_argument("--seed", type=int, default=0, help="base random seed (default 0)")
+    q.add_argument("--seed", type=seed_arg, default=0, help="base random seed (default 0)")
     q.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="sets")
     q.add_argument("--init", metavar="FILE.json")
     q.add_argument("--t-max", type=float)
@@ -110,8 +149,8 @@ def _add_simulation_options(q: argparse.ArgumentParser) -> None:
     q.add_argument("--atol", type=float, default=1e-10, help="theory side of compare")
     q.add_argument("--solver", default="tsit5", help="theory side of compare")
     q.add_argument("--max-steps", type=int, default=None, help="theory side of compare")
-    q.add_argument("--samples", type=int, help="Monte Carlo samples (DMFT models)")
-    q.add_argument("--test-samples", type=int, default=0, metavar="N",
+    q.add_argument("--samples", type=whole_number, help="Monte Carlo samples (DMFT models)")
+    q.add_argument("--test-samples", type=whole_number, default=0, metavar="N",
                    help="committee models: also estimate the risk on N fresh held-out samples "
                    "per seed and output time (column risk_test; default 0: off)")
     q.add_argument("-o", "--output", metavar="FILE.csv|FILE.json")
@@ -216,9 +255,20 @@ def _check(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _check_solve_outputs(args: argparse.Namespace) -> None:
+    """`-o` and `--plot` of solve, simulate and compare: writable, and neither the spec, the
+    --init file nor each other (eqgen.output_paths), before any work."""
+    from eqgen.output_paths import check_outputs
+
+    check_outputs([("-o", args.output, "data"), ("--plot", args.plot, "plot")],
+                  [("the spec", args.spec), ("the --init file", args.init)])
+
+
 def _latex(args: argparse.Namespace) -> int:
     from eqgen.model import load
+    from eqgen.output_paths import check_outputs
 
+    check_outputs([("-o", args.output, "file")], [("the spec", args.spec)], example="out.tex")
     model = load(args.spec)
     text = model.latex()
     if args.output:
@@ -230,9 +280,12 @@ def _latex(args: argparse.Namespace) -> int:
 
 def _generate(args: argparse.Namespace) -> int:
     from eqgen.model import load
+    from eqgen.output_paths import check_out_dir
 
+    check_out_dir(args.out_dir)
     progress = Progress()
     models = [load(s) for s in args.specs]  # check all before writing any
+    check_out_dir(args.out_dir, [f"{m.name}.py" for m in models])  # before deriving any
     for m in models:
         progress(f"deriving and generating {m.name}")
         path = m.generate(args.out_dir)
@@ -243,6 +296,7 @@ def _generate(args: argparse.Namespace) -> int:
 def _solve(args: argparse.Namespace) -> int:
     from eqgen.model import load
 
+    _check_solve_outputs(args)
     progress = Progress()
     model = load(args.spec)
     if args.reduction:
@@ -297,6 +351,7 @@ def _simulation_inputs(args: argparse.Namespace) -> tuple[Any, dict[str, Any]]:
     before any heavy work."""
     from eqgen.model import load
 
+    _check_solve_outputs(args)
     model = load(args.spec)
     if args.samples is not None and model.family == "committee":
         raise UsageError("--samples applies to DMFT models only")

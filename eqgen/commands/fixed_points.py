@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from eqgen.errors import Diagnostic, NumericalError, SpecError
+from eqgen.errors import Diagnostic, NumericalError, SpecError, UsageError
 
 HELP = "fixed points (plateaus) of a committee model: state, risk, eigenvalues, stability"
 
@@ -36,9 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start", action="append", default=[], metavar="NAME",
                    help="named start: spec, symmetric (all student units equal), perfect "
                    "(student = teacher); repeatable")
+    from eqgen.cli import seed_arg
+
     p.add_argument("--random", type=int, default=0, metavar="N",
                    help="N starts from random weights")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random starts")
+    p.add_argument("--seed", type=seed_arg, default=0, help="seed of the random starts")
     p.add_argument("--gradient-flow", action="store_true",
                    help="drop the SGD variance term (learning rate set to 0 in the field)")
     p.add_argument("--tol", type=float, default=1e-10,
@@ -100,12 +102,29 @@ def _format(fp: Any, i: int) -> str:
     return "\n".join(lines)
 
 
+def _check_options(args: argparse.Namespace) -> None:
+    """--random, --tol and --max-steps: usage errors (exit 2) before any work."""
+    if args.random < 0:
+        raise UsageError(f"--random must be at least 0, got {args.random}\n  hint: the number "
+                         "of random starts, e.g. --random 4")
+    if not (math.isfinite(args.tol) and args.tol > 0):
+        raise UsageError(f"--tol must be a finite number > 0, got {args.tol:g}\n  hint: the "
+                         "Levenberg–Marquardt tolerance, e.g. --tol 1e-10 (the default)")
+    if args.max_steps < 1:
+        raise UsageError("--max-steps must be at least 1\n  hint: Levenberg–Marquardt steps "
+                         "per start, e.g. --max-steps 2000 (the default)")
+
+
 def run(args: argparse.Namespace) -> int:
     from eqgen.analysis.fixed_points import NOT_DIFFERENTIABLE, find_fixed_points
     from eqgen.analysis.system import NotDifferentiableError
     from eqgen.cli import Progress, _parse_sets
     from eqgen.model import load
+    from eqgen.output_paths import check_outputs
 
+    _check_options(args)
+    check_outputs([("-o", args.output, "file")],
+                  [("the spec", args.spec), ("the --init file", args.init)], example="out.json")
     progress = Progress()
     model = load(args.spec)
     params = _parse_sets(args.sets)

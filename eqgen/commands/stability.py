@@ -77,7 +77,9 @@ def run(args: argparse.Namespace) -> int:
     from eqgen.analysis.stability import perfect_learning_stability
     from eqgen.cli import Progress, _parse_sets
     from eqgen.model import load
+    from eqgen.output_paths import check_outputs
 
+    check_outputs([("-o", args.output, "file")], [("the spec", args.spec)])
     progress = Progress()
     model = load(args.spec)
     params = _parse_sets(args.sets)

@@ -46,9 +46,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from eqgen.cli import Progress, _parse_sets, _parse_times, _read_init
     from eqgen.model import load
+    from eqgen.output_paths import check_outputs
     from eqgen.phase_diagram import is_phase_grid, phase_sweep, plot_phase_diagram
     from eqgen.sweep import axes_from, sweep
 
+    check_outputs([("-o", args.output, "data"), ("--plot", args.plot, "plot")],
+                  [("the spec", args.spec), ("the --init file", args.init)])
     progress = Progress()
     model = load(args.spec)
     if model.family != "committee":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,9 +35,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", dest="sets")
     p.add_argument("--init", metavar="FILE.json")
     p.add_argument("--t-max", type=float)
-    p.add_argument("--samples", type=int, help="Monte Carlo samples N (DMFT models)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (DMFT models)")
-    p.add_argument("--seeds", type=int, default=1, metavar="S",
+    from eqgen.cli import seed_arg, whole_number
+
+    p.add_argument("--samples", type=whole_number, help="Monte Carlo samples N (DMFT models)")
+    p.add_argument("--seed", type=seed_arg, default=0, help="random seed (DMFT models)")
+    p.add_argument("--seeds", type=whole_number, default=1, metavar="S",
                    help="DMFT models: solve with S seeds (seed, seed+1, ...) and report the "
                    "spread of the times over them (default 1)")
     p.add_argument("--error-tol", type=float, default=0.0,
@@ -63,6 +66,8 @@ def _spread(values: list[float | None], t_max: float) -> str:
 
 
 def _check(args: argparse.Namespace, dmft: bool) -> None:
+    from eqgen.cli import MAX_SEED
+
     if not dmft and args.samples is not None:
         raise UsageError("--samples applies to DMFT models only")
     if not dmft and args.seeds != 1:
@@ -70,6 +75,18 @@ def _check(args: argparse.Namespace, dmft: bool) -> None:
                          "deterministic)")
     if args.seeds < 1:
         raise UsageError("--seeds must be at least 1")
+    if args.seed + args.seeds > MAX_SEED:
+        raise UsageError(f"--seed {args.seed} with --seeds {args.seeds} runs past the largest "
+                         f"seed, {MAX_SEED - 1}\n  hint: seeds are 32-bit; start lower, e.g. "
+                         "--seed 0")
+    bad = [level for level in args.loss if not math.isfinite(level)]
+    if bad:
+        raise UsageError(f"--loss must be a finite number, got {bad[0]:g}\n  hint: a level of "
+                         "the curve to reach, e.g. --loss 0.1")
+    if not 0 <= args.error_tol < 1:
+        raise UsageError(f"--error-tol must be in [0, 1), got {args.error_tol:g}\n  hint: the "
+                         "training error is a fraction of misclassified samples; 0 (the "
+                         "default) asks for none, e.g. 0.01 for at most 1 %")
 
 
 def _interpolation(sols: list[Any], seeds: list[int], tol: float,
@@ -136,7 +153,10 @@ def report(model: Any, sols: list[Any], seeds: list[int], levels: list[float],
 def run(args: argparse.Namespace) -> int:
     from eqgen.cli import Progress, _parse_sets, _read_init
     from eqgen.model import load
+    from eqgen.output_paths import check_outputs
 
+    check_outputs([("-o", args.output, "file")],
+                  [("the spec", args.spec), ("the --init file", args.init)], example="out.json")
     progress = Progress()
     model = load(args.spec)
     dmft = model.family == "dmft"
