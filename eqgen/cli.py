@@ -331,11 +331,20 @@ def _solve(args: argparse.Namespace) -> int:
 def partial_results(args: argparse.Namespace) -> Iterator[None]:
     """On a `NumericalError` inside, write its partial result (what was computed up to the
     failure) to `-o`, with `partial: true`, the message and the time in its metadata, say
-    so on stderr, and let the error go on (exit 3)."""
+    so on stderr, and let the error go on (exit 3). A failure before the first time (a
+    start that is already non-finite) writes a result with no rows, so that `-o` never keeps
+    a file of an earlier run that would pass for this one's."""
     try:
         yield
     except NumericalError as e:
         part = e.partial
+        if not (part is not None and hasattr(part, "save")) and args.output:
+            import numpy as np
+
+            from eqgen.runtime.solution import Solution
+
+            part = Solution(np.zeros(0), {}, {}, {"command": args.command})
+            part.mark_partial(e)
         if part is not None and hasattr(part, "save") and args.output:
             if not part.metadata.get("partial"):
                 part.mark_partial(e)

@@ -386,3 +386,18 @@ def test_weight_covariance_keeps_q0_when_the_first_kernel_overflows():
     MC = np.full((3, 3), np.inf)
     C = weight_covariance(SimpleNamespace(q0=0.7, eta=0.1, Delta=1.0), R, MC)
     assert C[0, 0] == pytest.approx(0.7) and np.isnan(C[1, 1])
+
+
+def test_a_failure_before_the_first_time_replaces_a_stale_output(tmp_path):
+    """A start that is already diverged fails before any time is computed. `-o` must not keep
+    the file of an earlier run, which would pass for this one's: it gets a result with no
+    rows, marked partial with the failure."""
+    text = (MODELS / "gmm_two_cluster_logistic.eqg").read_text()
+    path = write_spec(tmp_path, re.sub(r"(?m)^init .*$", "init m = 1e7, q = q0", text))
+    out = tmp_path / "o.csv"
+    out.write_text("t,m\n0,1\n")
+    r = run_quiet("solve", path, "--samples", "200", "-o", out)
+    assert r.code == 3, r.err
+    assert out.read_text().strip() == "t"
+    meta = json.loads((tmp_path / "o.csv.meta.json").read_text())
+    assert meta["partial"] and "above the 1e+12" in meta["failure"]["message"]
