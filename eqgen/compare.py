@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from eqgen.runtime.solution import Solution
 
 
+# A standard error below this times the value is round-off, not a measured spread.
+ROUND_OFF = 1e-12
+
 # Observables that are order parameters rather than losses or errors (DMFT: m and Q).
 ORDER_OBSERVABLES = ("m", "Q")
 
@@ -184,8 +187,11 @@ def deviations(cmp: Solution) -> dict[str, dict[str, float]]:
         if own is not None:
             err = np.hypot(err, np.asarray(own, dtype=float))
         diff = np.abs(th - sm)
+        # a standard error at round-off level (a start that every seed or replica shares)
+        # measures nothing: no z there, or a difference of 1e-16 would count as 10 errors
+        floor = ROUND_OFF * np.maximum(np.abs(th), np.abs(sm))
         with np.errstate(divide="ignore", invalid="ignore"):
-            z = np.where(err > 0, diff / err, np.nan)
+            z = np.where(err > floor, diff / err, np.nan)
         out[name] = {
             "max_abs": float(diff.max()),
             "max_rel_to_range": float(diff.max() / max(np.ptp(th), 1e-300)),

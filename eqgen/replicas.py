@@ -21,6 +21,7 @@ from eqgen.errors import UsageError
 
 DEFAULT_COMPARE_REPLICAS = 8  # `compare` estimates the theory's error unless told not to
 MIN_REPLICA_SAMPLES = 100  # trajectories per replica below which the spread means little
+ROUND_OFF = 1e-12  # a spread below this times the value is round-off
 
 
 def check_replicas(replicas: int, samples: int, exact: bool) -> None:
@@ -51,9 +52,13 @@ def replica_stderr(replicas: Sequence[Mapping[str, np.ndarray]]) -> dict[str, np
     """Per observable and time: the standard error of a solve with R times the replicas'
     trajectories, std over the R replicas (ddof 1) / √R."""
     R = len(replicas)
-    return {name: np.std(np.stack([np.asarray(r[name], dtype=float) for r in replicas]),
-                         axis=0, ddof=1) / np.sqrt(R)
-            for name in replicas[0]}
+    out = {}
+    for name in replicas[0]:
+        values = np.stack([np.asarray(r[name], dtype=float) for r in replicas])
+        se = np.std(values, axis=0, ddof=1) / np.sqrt(R)
+        # a spread at round-off (the given start, shared by every replica) is no error: 0
+        out[name] = np.where(se > ROUND_OFF * np.abs(values.mean(axis=0)), se, 0.0)
+    return out
 
 
 def with_stderr(observables: Mapping[str, np.ndarray], errors: Mapping[str, np.ndarray]

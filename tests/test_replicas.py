@@ -108,3 +108,14 @@ def test_dmft_compare_on_the_command_line_carries_the_theory_error(tmp_path):
     assert (tmp_path / "cmp.png").stat().st_size > 0
     r = run_quiet("compare", model_path("committee_erf"), "--d", "100", "--replicas", "4")
     assert r.code == 2 and "--replicas applies to DMFT models only" in r.err
+
+
+def test_a_round_off_error_gives_no_z():
+    """At a start every seed shares, standard errors are round-off (1e-17): a difference of
+    1e-16 there must not count as ten errors (it gave z = 1e12 for a smoothed-hinge test loss
+    at t = 0, a known smoothing difference divided by round-off)."""
+    t = np.array([0.0, 1.0])
+    theory = Solution(t, {"m": np.array([0.5, 1.0])}, {}, {})
+    sim = Solution(t, {"m": np.array([0.5 + 1e-16, 1.3]), "m_stderr": np.array([1e-17, 0.1])},
+                   {}, {})
+    assert deviations(compare(theory, sim))["m"]["max_in_stderr"] == pytest.approx(3.0)
