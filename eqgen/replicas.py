@@ -17,11 +17,11 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from eqgen.compare import ROUND_OFF  # a spread below this times the value is round-off
 from eqgen.errors import UsageError
 
 DEFAULT_COMPARE_REPLICAS = 8  # `compare` estimates the theory's error unless told not to
 MIN_REPLICA_SAMPLES = 100  # trajectories per replica below which the spread means little
-ROUND_OFF = 1e-12  # a spread below this times the value is round-off
 
 
 def check_replicas(replicas: int, samples: int, exact: bool) -> None:
