@@ -221,8 +221,8 @@ def perfect_learning_stability(model: Any, params: Mapping[str, float] | None = 
     with linear_algebra("computing the eigenvalues at the perfect-learning point"):
         ev = np.linalg.eigvals(J)
     ev = ev[np.argsort(-ev.real, kind="stable")]
-    neutral, complement = neutral_split([jacobian_at_rate(system, x, g)
-                                         for g in (0.0, rate, 2.0 * abs(rate) + 1.0)])
+    neutral, complement = neutral_split([jacobian_at_rate(system, x, 0.0), J,
+                                         jacobian_at_rate(system, x, 2.0 * abs(rate) + 1.0)])
     if complement is not None:
         with linear_algebra("computing the eigenvalues at the perfect-learning point"):
             slowest = float(-np.linalg.eigvals(complement.T @ J @ complement).real.max())
