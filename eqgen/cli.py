@@ -240,7 +240,7 @@ def _check(args: argparse.Namespace) -> int:
         try:
             model = load(spec)
             model.equations  # noqa: B018  (derivation problems are spec problems too)
-            for text in getattr(model, "stability_warnings", lambda: [])():
+            for text in model.check_warnings():
                 print(f"{spec}: warning: {text}", file=sys.stderr)
             print(f"{spec}: ok")
         except EqgenError as e:
@@ -447,10 +447,12 @@ COMMANDS = {"check": _check, "latex": _latex, "generate": _generate, "solve": _s
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit code (also used by `python -m eqgen`)."""
+    from eqgen.interrupt import run_interruptibly
+
     with warnings.catch_warnings():
         warnings.simplefilter("default", UserWarning)  # each once, as `warning: ...`
         warnings.showwarning = _show_warning
-        return _main(argv)
+        return run_interruptibly(lambda: _main(argv))  # Ctrl-C at once, even mid-solve
 
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str,

@@ -339,6 +339,10 @@ class DmftModel(Model):
         top = r.Delta * (1.0 + np.sqrt(r.alpha)) ** 2
         return float(2.0 / (r.lam + curvature * top / r.kappa))
 
+    def check_warnings(self) -> list[str]:
+        """What `eqgen check` says of a valid spec: the step-size warnings at its values."""
+        return self.stability_warnings()
+
     def stability_warnings(self, params: Mapping[str, float] | None = None) -> list[str]:
         """What is known to go wrong at these parameters without being an error: a step past
         the stability limit of gradient descent (`step_limit`). The numbers are still an
@@ -364,6 +368,19 @@ class DmftModel(Model):
 
         for text in self.stability_warnings(r.params):
             warnings.warn(text, UserWarning, stacklevel=1)
+
+    @staticmethod
+    def _warn_few_selected(problem: Any, n: int, d: int) -> None:
+        """Warn when an SGD step selects less than one sample on average (b·n < 1): the
+        simulation is then far from the large-n limit the DMFT describes."""
+        import warnings
+
+        if problem.b < 1 and problem.b * n < 1:
+            warnings.warn(f"batch fraction b = {problem.b:g} with n = {n} samples (d = {d}) "
+                          f"selects b·n = {problem.b * n:.3g} samples per step on average, "
+                          "fewer than one: the simulation is far from the large-n limit the "
+                          "DMFT describes (raise --d or b)",
+                          UserWarning, stacklevel=2)
 
     def _check_start(self, r: DmftResolved) -> None:
         """A start with |w|²/d = m0² + q0 not finite or above `BLOW_UP` fails at t = 0
@@ -471,6 +488,7 @@ class DmftModel(Model):
         check_dmft_simulation(n_samples(problem, int(d)), int(d))
         self._check_start(r)
         self._warn_step(r)
+        self._warn_few_selected(problem, n_samples(problem, int(d)), int(d))
         total = problem.steps * int(seeds)
         with ProgressBar(f"simulating {self.name} (d = {int(d)}, {int(seeds)} seeds)", total,
                          unit="steps", enabled=progress) as bar:

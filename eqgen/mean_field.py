@@ -75,6 +75,8 @@ class MeanFieldModel(Model):
             from eqgen.theories.mean_field import check_reducible
 
             check_reducible(self.spec, self.full_equations)
+        if self.own and self.spec.random_init is None:
+            self.resolve()  # the spec's own initial state is of the reduced form: `eqgen check`
 
     @property
     def own(self) -> bool:

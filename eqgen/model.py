@@ -58,6 +58,7 @@ def solve_times(save_at: Sequence[float] | None, t_max: float | None, default_t_
         ts = np.unique(asked)
         if ts.size == 0 or ts[0] < 0 or not np.all(np.isfinite(ts)):
             raise UsageError("--save-at needs finite times ≥ 0")
+        check_save_at_within(ts, t_max)
         if ts[0] > 0:
             ts = np.concatenate([[0.0], ts])
         return ts, np.isin(ts, asked)
@@ -66,6 +67,14 @@ def solve_times(save_at: Sequence[float] | None, t_max: float | None, default_t_
         raise UsageError("--t-max must be a positive, finite time")
     ts = default_save_times(horizon)
     return ts, np.ones_like(ts, dtype=bool)
+
+
+def check_save_at_within(times: np.ndarray, t_max: float | None) -> None:
+    """Refuse --save-at times beyond an explicit --t-max: one of the two would be ignored."""
+    if t_max is not None and times.size and times.max() > float(t_max) * (1 + 1e-12):
+        raise UsageError(f"--save-at time {times.max():g} is beyond --t-max {float(t_max):g}"
+                         "\n  hint: leave out --t-max (the last --save-at time is the horizon), "
+                         "or drop the later times")
 
 
 @functools.cache
@@ -292,6 +301,9 @@ class Model:
         if reduction is not None:
             return self.reduced(reduction).solve(params, init, save_at, t_max, rtol, atol,
                                                  solver, max_steps, init_source)
+        if (sizes := self._sizes(params)) is not None:  # memory before the Ω check (seconds)
+            n_times = len(solve_times(save_at, t_max, sizes.t_max)[0])
+            self.check_theory_inputs(sizes, n_times, rtol, atol, solver, max_steps)
         r = self.resolve(params, init, init_source)
         if max_steps is not None and max_steps < 1:
             raise UsageError("--max-steps must be at least 1")
@@ -388,6 +400,9 @@ class Model:
         the risk's."""
         from eqgen.compare import simulate_and_compare
 
+        if (sizes := self._sizes(params)) is not None:  # memory before the Ω check (seconds)
+            n_times = len(self._output_times(sizes, save_at, t_max, n_log=40, n_lin=21)) + 1
+            self.check_theory_inputs(sizes, n_times, rtol, atol, solver, max_steps)
         r = self.resolve(params, init, init_source)
         times = self._output_times(r, save_at, t_max, n_log=40, n_lin=21)
         self.check_theory_inputs(r, len(times) + 1, rtol, atol, solver, max_steps)
@@ -404,6 +419,30 @@ class Model:
                               init_source="the simulation's measured initial overlaps")
 
         return simulate_and_compare(simulate, solve)
+
+    def _sizes(self, params: Mapping[str, float] | None) -> Resolved | None:
+        """The parameters, widths and horizon at `params` without the initial state (whose Ω
+        check takes seconds at widths in the thousands), so that a solve too large for the
+        memory is refused first; None when they have a problem, which the full `resolve`
+        then reports together with any other."""
+        try:
+            return resolve(self.spec, params, overlaps=False)
+        except (SpecError, UsageError):
+            return None
+
+    def check_warnings(self) -> list[str]:
+        """What `eqgen check` says of a spec that is valid but cannot be solved as it stands
+        on this machine: a memory estimate at the spec's own values above what is available."""
+        from eqgen.runtime import health
+
+        r = self._sizes(None)
+        try:
+            if r is not None:
+                health.check_committee_solve(self.spec, r.p, r.k,
+                                             len(default_save_times(r.t_max)))
+        except UsageError as e:
+            return [str(e).replace("\n  hint: ", "; ")]
+        return []
 
     def check_theory_inputs(self, r: Resolved, n_times: int, rtol: float, atol: float,
                             solver: str, max_steps: int | None) -> None:
@@ -428,6 +467,7 @@ class Model:
             ts = np.asarray(list(save_at), dtype=float)
             if ts.size == 0 or not np.all(np.isfinite(ts)) or ts.min() < 0:
                 raise UsageError("--save-at needs finite times ≥ 0")
+            check_save_at_within(ts, t_max)
             return np.unique(ts)
         horizon = float(t_max) if t_max is not None else r.t_max
         if not (horizon > 0 and np.isfinite(horizon)):

@@ -266,6 +266,18 @@ def test_solve_save_at_gives_exactly_those_times(solved_csv: tuple[Run, Path]):
     np.testing.assert_allclose(data[:, header.index("t")], [0.0, 1.5, 7.0], rtol=0, atol=1e-12)
 
 
+def test_save_at_beyond_t_max_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    out = tmp_path / "x.csv"
+    for command in ("solve", "sweep"):
+        extra = ["--grid", "gamma=0.5,1"] if command == "sweep" else []
+        code = main([command, str(MODELS / "committee_erf.eqg"), *extra, "--save-at", "1,5,10",
+                     "--t-max", "3", "-o", str(out)])
+        err = capsys.readouterr().err
+        assert code == 2 and "--save-at time 10 is beyond --t-max 3" in err, err
+        assert "hint: leave out --t-max" in err
+    assert not out.exists()
+
+
 def test_solve_starts_from_the_spec_init(solved_csv: tuple[Run, Path]):
     header, data = read_csv(solved_csv[1])
     row = dict(zip(header, data[0], strict=True))

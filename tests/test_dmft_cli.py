@@ -112,3 +112,16 @@ def test_compare_with_samples_puts_theory_beside_simulation(tmp_path: Path) -> N
 def test_compare_with_samples_below_two_is_a_usage_error() -> None:
     assert main(["compare", str(model_path("glm_ridge_square")), "--d", "50",
                  "--samples", "1"]) == 2
+
+
+def test_simulation_warns_when_a_step_selects_less_than_one_sample(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # b·n < 1: the finite-d run is far from the large-n limit; said before the work, once
+    spec = str(model_path("gmm_two_cluster_logistic"))
+    few = ["--set", "b=0.1", "--set", "tau=1", "--t-max", "0.5", "--seeds", "1"]
+    assert main(["simulate", spec, *few, "--d", "3", "-o", str(tmp_path / "a.csv")]) == 0
+    err = capsys.readouterr().err
+    assert "b·n = 0.9 samples per step on average, fewer than one" in err
+    assert "raise --d or b" in err
+    assert main(["simulate", spec, *few, "--d", "40", "-o", str(tmp_path / "b.csv")]) == 0
+    assert "fewer than one" not in capsys.readouterr().err

@@ -352,6 +352,50 @@ def test_committee_too_large_for_memory_is_refused_before_compiling(
     assert time.perf_counter() - t0 < 30
 
 
+def test_memory_is_checked_before_the_initial_covariance(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch):
+    """A solve too large for the memory is refused before the Ω check of its initial state
+    (seconds at widths in the thousands), and `eqgen check` warns of it at the spec's values."""
+    spec = committee_spec(tmp_path, name="mid")
+    monkeypatch.setenv("EQGEN_MEMORY_LIMIT", "1e9")
+    calls = []
+    real = Model.resolve
+
+    def counted(self: Model, *a: Any, **kw: Any) -> Any:
+        calls.append(1)
+        return real(self, *a, **kw)
+
+    model = eqgen.load(spec)
+    monkeypatch.setattr(Model, "resolve", counted)
+    with pytest.raises(eqgen.UsageError, match="GiB of memory"):
+        model.solve({"p": 64, "k": 64}, t_max=1)
+    assert calls == []
+    monkeypatch.setattr(Model, "resolve", real)
+    assert run_quiet("check", spec).code == 0
+    wide = committee_spec(tmp_path, name="wide", p=64, k=64)
+    r = run_quiet("check", wide)
+    assert r.code == 0 and "ok" in r.out, r.err
+    assert re.search(r"warning: solving \w+ with p = 64, k = 64 at \d+ times would need about",
+                     r.err), r.err
+    assert "lower p or k" in r.err
+
+
+def test_the_fast_semi_definiteness_test_agrees_with_the_eigenvalues():
+    """Ω on the boundary of the cone (rank-deficient), just inside and just outside it: the
+    Cholesky shortcut decides as the smallest eigenvalue does."""
+    from eqgen.spec.committee import _smallest_eigenvalue_below
+
+    rng = np.random.default_rng(0)
+    W = rng.standard_normal((300, 40))
+    omega = W @ W.T / 40  # rank 40 of 300: eigenvalue 0, to round-off
+    assert np.linalg.eigvalsh(omega).min() > -1e-12
+    assert _smallest_eigenvalue_below(omega, -1e-10 * np.abs(omega).max()) is None
+    shifted = omega - 1e-6 * np.eye(300)
+    lo = _smallest_eigenvalue_below(shifted, -1e-10 * np.abs(shifted).max())
+    assert lo == pytest.approx(-1e-6, rel=1e-3)
+    assert _smallest_eigenvalue_below(omega + 1e-6 * np.eye(300), -1e-10) is None
+
+
 def test_memory_limit_is_configurable_and_small_models_pass(tmp_path: Path,
                                                            monkeypatch: pytest.MonkeyPatch):
     spec = committee_spec(tmp_path, name="mid")

@@ -193,11 +193,23 @@ def _eval(expr: ast.Expr, env: Mapping[str, Value]) -> Value:
     raise EvalError("cannot evaluate this", expr.pos, "write a number")  # pragma: no cover
 
 
-def _names_hint(name: str, env: Mapping[str, Value]) -> str:
+SUGGESTION_CUTOFF = 0.8  # difflib's 0.6 offered 'Delta' for 'eta', a different parameter
+
+
+def closest_name(name: str, options: list[str] | tuple[str, ...]) -> str | None:
+    """The option `name` is most likely a typo of: the same letters in another case, else
+    the closest by difflib's ratio above `SUGGESTION_CUTOFF`; None when nothing is close."""
     import difflib
 
+    same = [o for o in options if o.lower() == name.lower() and o != name]
+    if same:
+        return same[0]
+    close = difflib.get_close_matches(name, list(options), n=1, cutoff=SUGGESTION_CUTOFF)
+    return close[0] if close else None
+
+
+def _names_hint(name: str, env: Mapping[str, Value]) -> str:
     known = sorted(set(env) | set(CONSTANTS))
-    close = difflib.get_close_matches(name, known, n=1)
-    if close:
-        return f"did you mean '{close[0]}'?"
+    if (close := closest_name(name, known)) is not None:
+        return f"did you mean '{close}'?"
     return "declare it with `param " + name + " = ...`" if known else "declare it with param"

@@ -58,8 +58,10 @@ def _resolve_one(model: Model, point: Mapping[str, float], params: Mapping[str, 
         return model.resolve({**params, **point}, init, init_source)
     except EqgenError as e:
         where = ", ".join(f"{k} = {v:g}" for k, v in point.items())
-        text = e.format() if isinstance(e, SpecError) else str(e)
-        raise UsageError(f"grid point {where}: {text}") from None
+        if isinstance(e, SpecError):  # each located problem, without a second "error:"
+            text = "\n".join(d.format().replace(": error: ", ": ", 1) for d in e.diagnostics)
+            raise UsageError(f"grid point {where} is refused:\n{text}") from None
+        raise UsageError(f"grid point {where}: {e}") from None
 
 
 def _same(a: Resolved, b: Resolved, skip: str) -> bool:
