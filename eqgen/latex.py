@@ -138,6 +138,14 @@ def _integral_latex(eq: Any, it: Any) -> str:
     if it.exact:
         return head + _formula(f"{lhs}{cls}", it.expr.xreplace(_cov_names(it.dim)))
     nodes = it.order ** it.dim
+    from eqgen.theories.committee import PRODUCT_RULE_NESTING
+
+    nesting = PRODUCT_RULE_NESTING.get(it.dim)
+    if nesting is not None:
+        outer = ", ".join(f"h_{i + 1}" for i in nesting)
+        return head + (f" No closed form is known to eqgen: Gauss--Hermite quadrature nested"
+                       f" over a Cholesky factor of $C$ (fields ${outer}$, outermost first),"
+                       f" order {it.order} per dimension ({nodes} nodes).\n")
     return head + (f" No closed form is known to eqgen: Gauss--Hermite quadrature on a symmetric"
                    f" square root of $C$, order {it.order} per dimension ({nodes} nodes).\n")
 

@@ -11,7 +11,14 @@ import pytest
 import sympy as sp
 from jax.scipy.special import erf
 
-from eqgen.runtime.quadrature import gauss_hermite_nodes, gaussian_expectation, symmetric_sqrt
+from eqgen.runtime import quadrature
+from eqgen.runtime.quadrature import (
+    gauss_hermite_nodes,
+    gaussian_expectation,
+    gaussian_product_expectation,
+    psd_cholesky,
+    symmetric_sqrt,
+)
 from eqgen.symbolic import closed_forms as cf
 from eqgen.symbolic.wick import wick_moment
 
@@ -123,3 +130,75 @@ def test_float32_is_preserved() -> None:
     out = gaussian_expectation(lambda h: h[..., 0] * h[..., 1], cov, order=4)
     assert out.dtype == jnp.float32
     assert float(out) == pytest.approx(float(cov[0, 1]), rel=1e-5)
+
+
+# -- the nested product rule (four-field integrals) ---------------------------------------------
+
+def _omega(q: list[list[float]], m: list[list[float]]) -> np.ndarray:
+    """Ω for p = k = 2 with P = I (the covariances of docs/numerics.md)."""
+    return np.block([[np.array(q), np.array(m)], [np.array(m).T, np.eye(2)]])
+
+
+STAGES = {
+    "early": _omega([[0.5, 0.05], [0.05, 0.6]], [[0.1, 0.05], [0.02, 0.08]]),
+    "learned": _omega([[1.0, 0.02], [0.02, 1.0]], [[0.98, 0.01], [0.01, 0.97]]),
+    "large": _omega([[4.0, 1.0], [1.0, 3.0]], [[1.5, 0.3], [0.2, 1.2]]),
+}
+I4_NESTING = (2, 3, 0, 1)  # eqgen.theories.committee.PRODUCT_RULE_NESTING[4]
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+@pytest.mark.parametrize("fields", [(0, 1, 2, 3), (0, 1, 2, 2)], ids=["generic", "c=e"])
+def test_product_rule_meets_the_erf_i4_closed_form(stage: str, fields: tuple[int, ...]) -> None:
+    """The I4 of erf units at the three stages of a run, with the c = e pair whose 4 × 4
+    covariance is singular: within the errors docs/numerics.md states for eqgen's order 28
+    (the largest, 2·10⁻⁷ relative, on the nearly singular "learned" c = e pair)."""
+    omega = STAGES[stage][np.ix_(fields, fields)]
+    exact = closed(cf.erf_i4, omega)
+    got = float(gaussian_product_expectation((dsigma, dsigma, sigma, sigma), omega, order=28,
+                                             nesting=I4_NESTING))
+    assert got == pytest.approx(exact, abs=1e-6 * max(abs(exact), 1e-3))
+
+
+def test_product_rule_is_exact_for_polynomials() -> None:
+    """E[h1 h2² h3 h4²] by Isserlis (wick_moment): exact at order 4, in any nesting (every
+    field depends on the outermost node, so the degree there is the total degree 6 ≤ 2·4 − 1);
+    not at order 3. A Cholesky factor with a wrong entry fails here."""
+    omega = random_cov(4, 4)
+    exact = float(wick_moment((1, 2, 1, 2), sp.Matrix(omega)))
+    ident, square = (lambda h: h), (lambda h: h**2)
+    factors = (ident, square, ident, square)
+    for nesting in (None, I4_NESTING, (3, 1, 0, 2)):
+        got = gaussian_product_expectation(factors, omega, order=4, nesting=nesting)
+        assert float(got) == pytest.approx(exact, abs=1e-12)
+    assert abs(float(gaussian_product_expectation(factors, omega, order=3)) - exact) > 1e-6
+
+
+def test_psd_cholesky_of_singular_covariances() -> None:
+    omega = STAGES["learned"][np.ix_((0, 1, 2, 2), (0, 1, 2, 2))]  # rank 3
+    L = np.array([[float(v) if j <= i else 0.0 for j, v in enumerate(row)]
+                  for i, row in enumerate(psd_cholesky(jnp.asarray(omega)))])
+    np.testing.assert_allclose(L @ L.T, omega, atol=1e-14)
+    assert L[3, 3] == 0.0
+
+
+def test_product_rule_in_blocks_equals_one_block(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches larger than `BLOCK_NODES` nodes are summed a block at a time (bounded memory):
+    the same numbers as all at once, batch shape kept, under jit."""
+    covs = jnp.asarray(np.stack([random_cov(s, 4) for s in range(10)]).reshape(2, 5, 4, 4))
+    factors = (dsigma, dsigma, sigma, jnp.tanh)
+
+    def run() -> np.ndarray:
+        fn = jax.jit(lambda c: gaussian_product_expectation(factors, c, order=6,
+                                                            nesting=I4_NESTING))
+        return np.asarray(fn(covs))
+
+    whole = run()
+    monkeypatch.setattr(quadrature, "BLOCK_NODES", 3 * 6**4)  # blocks of 3 covariances
+    blocked = run()
+    assert whole.shape == blocked.shape == (2, 5)
+    np.testing.assert_allclose(whole, blocked, rtol=1e-13, atol=1e-16)  # fused differently
+    with pytest.raises(ValueError, match="ordering"):
+        gaussian_product_expectation(factors, covs, order=6, nesting=(0, 1, 2, 2))
+    with pytest.raises(ValueError, match="factors"):
+        gaussian_product_expectation(factors[:3], covs, order=6)

@@ -16,7 +16,12 @@ import sympy as sp
 
 from eqgen.codegen.printer import jax_code, special_imports
 from eqgen.symbolic import convert
-from eqgen.theories.committee import JOINT_ORDER, CommitteeEquations, Integral
+from eqgen.theories.committee import (
+    JOINT_ORDER,
+    PRODUCT_RULE_NESTING,
+    CommitteeEquations,
+    Integral,
+)
 from eqgen.theories.stein import LinearI3, split_i3
 
 INDENT = "    "
@@ -52,13 +57,31 @@ def _integral_function(eq: CommitteeEquations, it: Integral) -> str:
         doc = head + "\n\n" + sp.latex(it.expr).replace("\n", " ")
         return _function(it.name, args, doc, _expr_body(it.expr))
     nodes = it.order ** it.dim
+    cov = f"cov = covariance_matrix({', '.join(args)}, dim={it.dim})"
+    nesting = PRODUCT_RULE_NESTING.get(it.dim)
+    if nesting is not None:
+        outer = ", ".join(f"h{i + 1}" for i in nesting)
+        doc = (head + f"\n\nNo closed form is used: Gauss–Hermite quadrature nested over a "
+               f"Cholesky factor of C\n(fields {outer}, outermost first), order {it.order} "
+               f"per dimension ({nodes} nodes). Error estimate:\nsee the model's LaTeX and "
+               "docs/numerics.md.")
+        fns = ", ".join(_factor_fn(eq, f) for f in it.factors)
+        body = [cov, f"return gaussian_product_expectation(({fns}), cov, order={it.order}, "
+                f"nesting={nesting})"]
+        return _function(it.name, args, doc, body)
     doc = (head + f"\n\nNo closed form is used: Gauss–Hermite quadrature on a symmetric square "
            f"root of C,\norder {it.order} per dimension ({nodes} nodes). Error estimate: see "
            "the model's LaTeX and docs/numerics.md.")
     lam = " * ".join(f"{_factor_fn(eq, f)}(h[..., {i}])" for i, f in enumerate(it.factors))
-    body = [f"cov = covariance_matrix({', '.join(args)}, dim={it.dim})",
-            f"return gaussian_expectation(lambda h: {lam}, cov, order={it.order})"]
+    body = [cov, f"return gaussian_expectation(lambda h: {lam}, cov, order={it.order})"]
     return _function(it.name, args, doc, body)
+
+
+def quadrature_imports(numerical: list[Integral]) -> list[str]:
+    """The runtime quadrature functions that the numerical integrals `numerical` call."""
+    rules = {"gaussian_product_expectation" if it.dim in PRODUCT_RULE_NESTING
+             else "gaussian_expectation" for it in numerical}
+    return sorted(rules)
 
 
 def _stein_function(eq: CommitteeEquations, it: Integral) -> str:
@@ -564,8 +587,7 @@ def _imports(eq: CommitteeEquations, body: str) -> list[str]:
     if helpers:
         imports.append("")
         imports.append(f"from eqgen.runtime.special import {', '.join(helpers)}")
-    if numerical:
-        runtime += ["gaussian_expectation"]
+    runtime += quadrature_imports(numerical)
     if not eq.square_loss:
         runtime += ["gauss_hermite_nodes", "symmetric_sqrt"]
     if runtime:

@@ -13,6 +13,7 @@ from eqgen.codegen.committee import (
     _function,
     _integral_function,
     _scalars_function,
+    quadrature_imports,
     stein_split_functions,
 )
 from eqgen.codegen.printer import special_imports
@@ -131,7 +132,8 @@ def module_source(eq: MeanFieldEquations, *, header: str, defaults: dict[str, fl
         imports += ["", f"from eqgen.runtime.special import {', '.join(helpers)}"]
     if numerical:
         imports += ["", "from eqgen.runtime.covariance import covariance_matrix",
-                    "from eqgen.runtime.quadrature import gaussian_expectation"]
+                    "from eqgen.runtime.quadrature import "
+                    + ", ".join(quadrature_imports(numerical))]
     imports += ["", 'jax.config.update("jax_enable_x64", True)  # float64 throughout']
     params = "{" + ", ".join(f'"{k}": {float(v)!r}' for k, v in defaults.items()) + "}"
     consts = [

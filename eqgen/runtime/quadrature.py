@@ -32,7 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 from numpy.polynomial.hermite_e import hermegauss
 
-__all__ = ["gauss_hermite_nodes", "gaussian_expectation", "symmetric_sqrt"]
+__all__ = ["gauss_hermite_nodes", "gaussian_expectation", "gaussian_product_expectation",
+           "psd_cholesky", "symmetric_sqrt"]
 
 
 @functools.lru_cache(maxsize=64)
@@ -125,3 +126,119 @@ def gaussian_expectation(
     init = jnp.zeros(cov.shape[:-2], dtype=cov.dtype)
     total, _ = jax.lax.scan(step, init, xs)
     return total
+
+
+# A pivot below this fraction of its field's variance counts as zero in `psd_cholesky`: the
+# field is then (to round-off) a combination of the earlier ones, as when c = e in I4.
+PIVOT_TOL = 1e-12
+
+
+def psd_cholesky(cov: jax.Array) -> list[list[jax.Array]]:
+    """Lower-triangular `L` with `L Lᵀ = cov` for a batch of small covariances `(..., d, d)`
+    that may be singular: as entries `L[i][j]` (each of the batch shape), `j ≤ i`.
+
+    A pivot that is not above `PIVOT_TOL` times its field's variance is set to zero, with the
+    rest of its column: the field adds nothing new to the earlier ones. Unrolled for the
+    d ≤ 4 of the committee integrals (no matrix routine, so it vectorises over the batch).
+    """
+    sym = 0.5 * (cov + jnp.swapaxes(cov, -1, -2))
+    d = sym.shape[-1]
+    L: list[list[jax.Array]] = [[jnp.zeros(sym.shape[:-2], sym.dtype)] * d for _ in range(d)]
+    for j in range(d):
+        pivot = sym[..., j, j] - sum((L[j][k] ** 2 for k in range(j)), jnp.zeros(()))
+        kept = pivot > PIVOT_TOL * jnp.abs(sym[..., j, j])
+        root = jnp.sqrt(jnp.where(kept, pivot, 1.0))
+        L[j][j] = jnp.where(kept, root, 0.0)
+        for i in range(j + 1, d):
+            rest = sym[..., i, j] - sum((L[i][k] * L[j][k] for k in range(j)), jnp.zeros(()))
+            L[i][j] = jnp.where(kept, rest / root, 0.0)
+    return L
+
+
+# Covariances integrated at once by `gaussian_product_expectation`: at most this many nodes of
+# the last level in all (16 MB of float64, which stays in a CPU's last-level cache), a block at
+# a time. The I4 terms of a tanh committee (p = k = 2, order 28) took 0.030 s per right-hand
+# side in blocks of 2·10⁶ nodes, 0.035 s at 4·10⁶ and 0.11 s at 8·10⁶ (2-core CPU, 32 MB L3).
+# The blocks also bound the memory of wide committees.
+BLOCK_NODES = 2_000_000
+
+
+def gaussian_product_expectation(factors: tuple[Callable[[jax.Array], jax.Array], ...],
+                                 cov: jax.Array, order: int = 28,
+                                 nesting: tuple[int, ...] | None = None) -> jax.Array:
+    """`E[f_1(h_1) ⋯ f_d(h_d)]` for `h ~ N(0, cov)`: an integrand that is a product of one
+    function per field, as every committee integral (I2, I3, I4, J2) is.
+
+    The same tensor Gauss–Hermite rule as `gaussian_expectation`, but on a Cholesky factor
+    (`h = L x`, `psd_cholesky`) instead of the symmetric root, so that the i-th field of the
+    nesting depends on `x_1 … x_i` only and the sum nests: Σ_{x_1} w f(h) Σ_{x_2} w f(h) ⋯.
+    The innermost factor is evaluated at `order^d` nodes, the one before at `order^(d−1)`,
+    and so on: about one function evaluation per node instead of d, and no `order^d × d`
+    array of fields. For I4 this is 20–70 times faster than `gaussian_expectation` at the
+    same order. Both rules are exact for polynomials of degree ≤ 2·order − 1 in each field;
+    on other integrands their errors differ with the rotation of the grid (docs/numerics.md
+    measures both).
+
+    **Arguments**
+    - `factors`: `d` functions of one array, elementwise (e.g. `σ'`, `σ'`, `φ`, `φ`).
+    - `cov`: covariance(s), shape `(..., d, d)`, symmetric positive semi-definite.
+    - `order`: nodes per dimension (static).
+    - `nesting`: the fields from the outermost sum to the innermost (default: as given). It
+      changes the error, not the value being approximated.
+
+    **Returns**
+    The expectations, shape `(...)` (the batch shape of `cov`).
+    """
+    cov = jnp.asarray(cov)
+    if not jnp.issubdtype(cov.dtype, jnp.floating):
+        cov = cov.astype(jnp.result_type(float))
+    d = cov.shape[-1]
+    if len(factors) != d:
+        raise ValueError(f"{len(factors)} factors for {d} fields")
+    perm = tuple(range(d)) if nesting is None else tuple(nesting)
+    if sorted(perm) != list(range(d)):
+        raise ValueError(f"nesting {perm} is not an ordering of the {d} fields")
+    factors = tuple(factors[i] for i in perm)
+    cov = cov[..., perm, :][..., :, perm]
+    x_np, w_np = hermegauss(order)
+    x = jnp.asarray(x_np, dtype=cov.dtype)
+    w = jnp.asarray(w_np / w_np.sum(), dtype=cov.dtype)
+    batch = cov.shape[:-2]
+    flat = cov.reshape((-1, d, d))
+    n = flat.shape[0]
+    block = max(1, BLOCK_NODES // order**d)
+    if n <= block:
+        return _nested_sum(factors, flat, x, w).reshape(batch)
+    n_blocks = -(-n // block)
+    # padding: copies of a real covariance, dropped afterwards
+    padded = jnp.concatenate([flat, jnp.broadcast_to(flat[:1], (n_blocks * block - n, d, d))])
+    values = jax.lax.map(lambda c: _nested_sum(factors, c, x, w),
+                         padded.reshape((n_blocks, block, d, d)))
+    return values.reshape(-1)[:n].reshape(batch)
+
+
+def _nested_sum(factors: tuple[Callable[[jax.Array], jax.Array], ...], cov: jax.Array,
+                x: jax.Array, w: jax.Array) -> jax.Array:
+    """The nested Gauss–Hermite sum of `gaussian_product_expectation` for covariances
+    `(n, d, d)`, innermost field first."""
+    d, order = cov.shape[-1], x.shape[0]
+    L = psd_cholesky(cov)
+
+    def along(value: jax.Array, level: int) -> jax.Array:
+        """A batch-shaped value broadcast against a grid of `level` node axes."""
+        return value[(..., *([None] * level))]
+
+    def axis(k: int, level: int) -> jax.Array:
+        """The nodes along grid axis k of a grid of `level` axes."""
+        return x.reshape((*([1] * k), order, *([1] * (level - k - 1))))
+
+    inner = None  # Σ over the later fields, on the grid of the earlier nodes
+    for i in reversed(range(d)):
+        h = along(L[i][i], i + 1) * axis(i, i + 1)  # h_i = Σ_{k ≤ i} L_ik x_k
+        for k in range(i):
+            h = h + along(L[i][k], i + 1) * axis(k, i + 1)
+        values = factors[i](h)
+        if inner is not None:
+            values = values * inner
+        inner = jnp.sum(values * w, axis=-1)
+    return inner
