@@ -25,7 +25,32 @@ from eqgen.errors import Diagnostic, EqgenError, NumericalError, SpecError, Usag
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # usage errors: exit 2 with a one-line hint
-        raise UsageError(f"{message}\n  hint: see `{self.prog} --help`")
+        raise UsageError(f"{message}\n  hint: {_usage_hint(self, message)}")
+
+
+def _usage_hint(parser: argparse.ArgumentParser, message: str) -> str:
+    """For options argparse did not recognise: the closest option of the command (a typo such
+    as --tmax) or how to write `--set NAME=VALUE`; else where the options are listed."""
+    import difflib
+
+    argv = getattr(parser, "argv", None)
+    command = next((a for a in (sys.argv[1:] if argv is None else argv)
+                    if not a.startswith("-")), None)
+    sub = next((a.choices.get(command) for a in parser._actions  # noqa: SLF001
+                if isinstance(a, argparse._SubParsersAction)), None)  # noqa: SLF001
+    where = f"`{parser.prog} {command} --help`" if sub is not None else f"`{parser.prog} --help`"
+    if not message.startswith("unrecognized arguments:"):
+        return f"see {where}"
+    words = message.split(":", 1)[1].split()
+    if "=" in words or any(w.endswith("=") or w.startswith("=") for w in words):
+        return "write --set NAME=VALUE (and --grid NAME=VALUES) without spaces around '='"
+    options = [o for a in (sub or parser)._actions for o in a.option_strings]
+    for word in words:
+        if word.startswith("-"):
+            close = difflib.get_close_matches(word.split("=")[0], options, n=1, cutoff=0.7)
+            if close:
+                return f"did you mean {close[0]}? See {where}"
+    return f"see {where}"
 
 
 class Progress:
@@ -463,7 +488,9 @@ def _show_warning(message: Warning | str, category: type[Warning], filename: str
 
 def _main(argv: Sequence[str] | None) -> int:
     try:
-        args = _parser().parse_args(argv)
+        parser = _parser()
+        parser.argv = list(argv) if argv is not None else None  # for the usage hints
+        args = parser.parse_args(argv)
         if args.command in EXTRA_COMMANDS:
             return importlib.import_module(EXTRA_COMMANDS[args.command]).run(args)
         return COMMANDS[args.command](args)

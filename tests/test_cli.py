@@ -266,6 +266,15 @@ def test_solve_save_at_gives_exactly_those_times(solved_csv: tuple[Run, Path]):
     np.testing.assert_allclose(data[:, header.index("t")], [0.0, 1.5, 7.0], rtol=0, atol=1e-12)
 
 
+def test_a_mistyped_option_gets_the_closest_one(capsys: pytest.CaptureFixture[str]):
+    assert main(["solve", str(MODELS / "committee_erf.eqg"), "--tmax", "3"]) == 2
+    assert "hint: did you mean --t-max? See `eqgen solve --help`" in capsys.readouterr().err
+    assert main(["sweep", str(MODELS / "committee_erf.eqg"), "--gird", "gamma=1,2"]) == 2
+    assert "did you mean --grid? See `eqgen sweep --help`" in capsys.readouterr().err
+    assert main(["solve", str(MODELS / "committee_erf.eqg"), "--set", "gamma", "=", "1"]) == 2
+    assert "without spaces around '='" in capsys.readouterr().err
+
+
 def test_save_at_beyond_t_max_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     out = tmp_path / "x.csv"
     for command in ("solve", "sweep"):

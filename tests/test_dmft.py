@@ -4,13 +4,16 @@ and finite-d simulations."""
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+import sympy as sp
 
 import eqgen
 from eqgen.runtime.dmft import SweepInputs, sweep
@@ -126,13 +129,14 @@ def test_noise_factor_survives_a_rank_deficient_kernel() -> None:
 
 # -- against the finite-d simulation ---------------------------------------------------------------
 def _compare(model: eqgen.Model, params: dict, d: int, seeds: int, samples: int,
-             planted: bool = False) -> dict[str, float]:
-    """Largest deviation of the DMFT from the simulation, in units of the allowed error."""
+             planted: bool = False, problem: Any = None) -> dict[str, float]:
+    """Largest deviation of the DMFT from the simulation, in units of the allowed error.
+    `problem`: the theory's problem, if not the model's (the simulation is the model's)."""
     from eqgen.simulate.dmft import simulate_dmft
 
-    problem = model.problem(params)
-    sim = simulate_dmft(problem, d, seeds, seed=11)
-    th = sweep(problem, samples=samples, seed=5, drop_earlier_curvature=planted)
+    sim = simulate_dmft(model.problem(params), d, seeds, seed=11)
+    theory_problem = model.problem(params) if problem is None else problem
+    th = sweep(theory_problem, samples=samples, seed=5, drop_earlier_curvature=planted)
     worst = {}
     for key in ("m", "Q", "train_loss", "train_error", "test_error"):
         runs = np.asarray(sim[key])
@@ -169,6 +173,43 @@ def test_three_clusters_from_positive_overlap_track_the_simulation() -> None:
     model = eqgen.load(model_path("gmm_three_cluster"))
     worst = _compare(model, {}, d=4000, seeds=3, samples=20_000)
     assert max(worst.values()) < 1, worst
+
+
+SQUARED_HINGE = model_path("gmm_two_cluster_logistic").read_text().replace(
+    "loss log(1 + exp(-y * h))", "loss max(0, 1 - y * h)**2 / 2")
+
+
+def test_squared_hinge_has_a_step_in_its_curvature_and_no_delta(tmp_path: Path) -> None:
+    """ℓ' = −y max(0, 1 − yh) is continuous: ℓ'' = y² θ(1 − yh) is accepted (sympy's
+    δ(hy − 1)·max(0, 1 − yh) term vanishes), while the hinge itself, whose ℓ' jumps, is not."""
+    from eqgen.symbolic.convert import Y
+    from eqgen.theories.dmft import _without_null_deltas
+
+    assert "max(0, 1 - y * h)**2" in SQUARED_HINGE
+    (tmp_path / "sq.eqg").write_text(SQUARED_HINGE)
+    model = eqgen.load(tmp_path / "sq.eqg")
+    problem = model.problem({})
+    y = jnp.asarray([1.0, 1.0, -1.0, -1.0])
+    h = jnp.asarray([0.5, 1.5, -0.5, 0.3])
+    np.testing.assert_allclose(problem.d2loss(y, h), [1.0, 0.0, 1.0, 1.0])
+    np.testing.assert_allclose(problem.dloss(y, h), [-0.5, 0.0, 0.5, 1.3])
+    H = sp.Symbol("h", real=True)
+    kept = _without_null_deltas(Y**2 * sp.DiracDelta(H * Y - 1))  # the hinge's own ℓ''
+    assert kept.has(sp.DiracDelta)
+
+
+@pytest.mark.slow
+def test_squared_hinge_dmft_tracks_the_simulation(tmp_path: Path) -> None:
+    """SGD (b = 0.3), where the curvature at both times enters M_R; with ℓ'' replaced by its
+    value inside the margin (y², as if the loss were square) the same comparison fails."""
+    (tmp_path / "sq.eqg").write_text(SQUARED_HINGE)
+    model = eqgen.load(tmp_path / "sq.eqg")
+    params = {"b": 0.3, "tau": 0.1 / 0.3}
+    worst = _compare(model, params, d=4000, seeds=3, samples=20_000)
+    assert max(worst.values()) < 1, worst
+    wrong = dataclasses.replace(model.problem(params), d2loss=lambda y, h: y * y + 0 * h)
+    planted = _compare(model, params, d=4000, seeds=3, samples=20_000, problem=wrong)
+    assert max(planted.values()) > 2, planted
 
 
 def test_three_cluster_overlap_grows_from_positive_start() -> None:

@@ -246,7 +246,9 @@ def build_dmft(mf: ast.ModelFile) -> DmftSpec:
             c.error("the hinge loss is not smooth: its ℓ'' is a delta at the kink, which the "
                     "sampled DMFT cannot average", v.pos,
                     "give it a smoothing temperature: `loss hinge(smoothing = T)` with "
-                    "`param T = 0.05` (solved at T and extrapolated to T → 0)")
+                    "`param T = 0.0125` (about ηΔ/4; the error of T is stated, and "
+                    "--extrapolate takes T → 0), or use the squared hinge "
+                    "max(0, 1 - y * h)**2 / 2, which needs no smoothing")
         elif isinstance(v, ast.Call) and v.func == "hinge":
             kw = _kwargs(c, v, ("smoothing",), "hinge()")
             t = kw.get("smoothing")

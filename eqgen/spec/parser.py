@@ -249,7 +249,7 @@ def _char_hint(ch: str) -> str:
     if ch in "{}":
         return "matrices are written as nested lists: [[1, 0], [0, 1]]"
     if ch == ";":
-        return "statements are separated by new lines, items by ','"
+        return "items are separated by ','; a statement ends where the next keyword begins"
     if ch == '"':
         return "a string must close on the same line"
     if ch == BOM:
