@@ -301,14 +301,16 @@ class Model:
         if reduction is not None:
             return self.reduced(reduction).solve(params, init, save_at, t_max, rtol, atol,
                                                  solver, max_steps, init_source)
-        if (sizes := self._sizes(params)) is not None:  # memory before the Ω check (seconds)
+        sizes = self._sizes(params)  # memory before the Ω check (seconds at large widths)
+        if sizes is not None:
             n_times = len(solve_times(save_at, t_max, sizes.t_max)[0])
             self.check_theory_inputs(sizes, n_times, rtol, atol, solver, max_steps)
         r = self.resolve(params, init, init_source)
         if max_steps is not None and max_steps < 1:
             raise UsageError("--max-steps must be at least 1")
         ts, keep = solve_times(save_at, t_max, r.t_max)
-        self.check_theory_inputs(r, len(ts), rtol, atol, solver, max_steps)  # before heavy work
+        if sizes is None:  # before heavy work: what the check on `sizes` would have said
+            self.check_theory_inputs(r, len(ts), rtol, atol, solver, max_steps)
         module = self.module
         meta = {
             "model": self.name, "title": self.title, "family": self.family,
@@ -400,12 +402,14 @@ class Model:
         the risk's."""
         from eqgen.compare import simulate_and_compare
 
-        if (sizes := self._sizes(params)) is not None:  # memory before the Ω check (seconds)
+        sizes = self._sizes(params)  # memory before the Ω check (seconds at large widths)
+        if sizes is not None:
             n_times = len(self._output_times(sizes, save_at, t_max, n_log=40, n_lin=21)) + 1
             self.check_theory_inputs(sizes, n_times, rtol, atol, solver, max_steps)
         r = self.resolve(params, init, init_source)
         times = self._output_times(r, save_at, t_max, n_log=40, n_lin=21)
-        self.check_theory_inputs(r, len(times) + 1, rtol, atol, solver, max_steps)
+        if sizes is None:  # what the check on `sizes` would have said
+            self.check_theory_inputs(r, len(times) + 1, rtol, atol, solver, max_steps)
 
         def simulate() -> eqgen.Solution:
             return self.simulate(params, init, d=d, seeds=seeds, seed=seed, t_max=t_max,
