@@ -117,6 +117,28 @@ def test_forward_sweep_equals_the_numpy_baseline_on_the_same_noise(b: float, tau
         np.testing.assert_allclose(mine, ref[key], rtol=1e-6, atol=1e-10, err_msg=key)
 
 
+def test_response_rows_in_chunks_and_over_every_width_equal_the_numpy_baseline(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # K = 70 reaches every kind of static width (steps of 8, then the last, T = 72), and a
+    # small cache budget cuts the trajectories into three chunks, the last one padded
+    from eqgen.runtime import dmft
+
+    model = eqgen.load(model_path("gmm_two_cluster_logistic"))
+    problem = model.problem({"b": 0.3, "tau": 2.0}, t_max=7.0)
+    assert problem.steps == 70 and dmft._widths(problem.steps + 2)[-2:] == [64, 72]
+    n = 301
+    monkeypatch.setattr(dmft, "RESPONSE_CHUNK_BYTES", 8 * 72 * n // 3 + 1)
+    jax.clear_caches()
+    raw = random_inputs(problem, n, seed=3)
+    ours = sweep(problem, inputs=SweepInputs(*(jnp.asarray(raw[k]) for k in
+                                              ("c", "xi", "y", "r0", "zeta", "s"))))
+    jax.clear_caches()
+    ref = numpy_sweep(problem, **raw)
+    for key, mine in (("M_R", ours.M_R), ("R", ours.R), ("m", ours.m), ("Q", ours.Q)):
+        np.testing.assert_allclose(mine, ref[key], rtol=1e-6, atol=1e-10, err_msg=key)
+    assert np.abs(ours.M_R).max() > 1e-3  # the memory kernel is not trivially zero
+
+
 def test_noise_factor_survives_a_rank_deficient_kernel() -> None:
     """A plain Cholesky of M_C fails once it is nearly singular; the sweep stays finite."""
     model = eqgen.load(model_path("gmm_two_cluster_logistic"))

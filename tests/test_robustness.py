@@ -505,12 +505,12 @@ def test_dmft_with_too_many_samples_is_refused_with_an_estimate():
     assert time.perf_counter() - t0 < 30
 
 
-def test_dmft_estimate_bounds_the_compiled_sweep():
+@pytest.mark.parametrize("t_max, n", [(3.0, 1000), (6.0, 40_000)])  # the second in chunks
+def test_dmft_estimate_bounds_the_compiled_sweep(t_max: float, n: int):
     from eqgen.runtime import dmft
 
     model = eqgen.load(model_path("gmm_two_cluster_logistic"))
-    problem = model.problem(None, None, 3.0)
-    n = 1000
+    problem = model.problem(None, None, t_max)
     inputs = dmft.draw_inputs(problem, n, 0)
     n_chi = dmft.response_capacity(problem, n)
     mem = dmft._sweep_jit.lower(problem, inputs, n_chi, False).compile().memory_analysis()

@@ -9,12 +9,14 @@ whole history to a fixed point and stall at late times.
 Each step k, for all trajectories at once (vectorised over N, `lax.scan` over k):
   h = m a + r; g = s̄ ℓ'(y, h); curvature κ_k = s̄ ℓ''(y, h);
   ν̂_k = αΔ E[κ_k]; M_C(k, j) = αΔ² E[g_k g_j]; M_R(k, j) = αΔ² E[κ_k χ_{k,j+1} κ_j] (j < k);
-  the coloured noise Ξ_k from the row-k factor of M_C; then χ, r, m and R one step on.
-The per-trajectory responses χ are the memory cost, about 4 (K+2)² bytes per trajectory (the
-lower triangle, in blocks: `_Triangle`). They enter
-only M_R, so they are carried by the first N_χ ≤ N trajectories, with N_χ chosen to fit a memory
-budget (6 GB by default): M_R is then estimated from N_χ trajectories and everything else from
-all N. Memory is bounded whatever K and N; the price is a larger Monte Carlo error on M_R alone.
+  the coloured noise Ξ_k from the row-k factor of M_C; then r, m and R one step on.
+M_R needs each trajectory's response row χ_{k,·} at step k. It is recomputed at every step by
+a backward solve (`response_row`) from two (K+2) × N histories, instead of carrying the whole
+triangle χ_{i,u}: the same arithmetic, in cache rather than streamed from memory, and no K² × N
+array. The responses cost about (K+2)³/3 multiply–adds per trajectory against O((K+2)²) for
+everything else, so by default only the first N_χ = min(N, ⌊1.5·10⁹/(K+2)²⌋) trajectories
+carry them (all of them up to K ≈ 190 at N = 4·10⁴): M_R is then estimated from N_χ
+trajectories and everything else from all N, and the responses' cost grows only linearly in K.
 
 The noise factor: M_C is almost rank-deficient at late times, where a Cholesky factor fails.
 Row k of the factor L solves L[:k, :k] x = M_C[k, :k] by least squares with a relative cut-off
@@ -38,7 +40,7 @@ from eqgen.runtime.dmft_problem import DmftProblem
 from eqgen.runtime.lapack_threads import one_lapack_thread
 
 RCOND = 1e-10
-RESPONSE_MEMORY_BUDGET = 6e9  # bytes for the per-trajectory responses χ
+RESPONSE_BUDGET = 1.5e9  # the default N_χ is at most this over (K+2)² (see response_capacity)
 
 
 class SweepInputs(NamedTuple):
@@ -154,8 +156,10 @@ def _sweep_arrays(problem: DmftProblem, inputs: SweepInputs, n_chi: int,
         "R": zeros(T, T).at[0, 0].set(1.0),
         "MC": zeros(T, T),
         "MR": zeros(T, T),
-        # χ_{i,u} for the first n_chi trajectories, in row blocks (see _Triangle)
-        "chi": _Triangle.start(T, n_chi, zero),
+        # per step, for the first n_chi trajectories: the factor d_i of the response
+        # recursion and the curvature κ_i that M_R weighs the response with (see response_row)
+        "decay": zeros(T, n_chi),
+        "kappa": zeros(T, n_chi),
     }
 
     def step(carry: dict, k: jax.Array) -> tuple[dict, dict]:
@@ -170,22 +174,27 @@ def _sweep_arrays(problem: DmftProblem, inputs: SweepInputs, n_chi: int,
         nu = alpha * Delta * mean(cur_k)
         g_all = carry["g"].at[k].set(g_k)
         # Rows > k of the (T, n) histories are still zero: each read below takes only the
-        # rows up to the end of k's block (static widths, one branch per block).
+        # rows up to a static width W > k (one branch per width, see _up_to_row).
         mc_row = _up_to_row(k, T, lambda W: jnp.pad(jnp.where(
             steps[:W] <= k, alpha * Delta**2 * mean(g_all[:W] * g_k), 0.0), (0, T - W)))
         L_row = regularised_row(carry["L"], mc_row, k, mc_row[k])
         noise = _up_to_row(k, T, lambda W: L_row[:W] @ zeta[:W])
-        chi = carry["chi"]
-        # M_R(k, j) = αΔ² E[κ_k χ_{k,j+1} κ_j] over the trajectories that carry responses, and
-        # χ_{k+1,u} = χ_{k,u} − η[(λ + ν̂ + Δ κ_k) χ_{k,u} − η Σ_i M_R(k,i) χ_{i,u}].
-        # Each column u of χ follows the same linear recursion, so it is stored already
-        # multiplied by κ_{u−1}: it starts at χ_{u,u} κ_{u−1} = κ_{u−1} instead of 1, and
-        # M_R needs no history of the curvatures.
+        # M_R(k, j) = αΔ² E[κ_k χ_{k,j+1} κ_j] over the trajectories that carry responses
         cur_chi = cur_k[:n_chi]
-        mr_row, chi_new = _Triangle.advance(
-            chi, k, cur_chi=cur_chi, mr_scale=alpha * Delta**2,
-            decay=lam + nu + Delta * cur_chi, eta=eta,
-            start=1.0 if drop_earlier_curvature else cur_chi)
+        # the response recursion's memory coefficients, G[i, u] = η² M_R(i−1, u), stored
+        # transposed so that column u is a contiguous row
+        Gt = (eta**2) * jnp.pad(carry["MR"][:-1], ((1, 0), (0, 0))).T
+
+        def mr_of_width(W: int) -> jax.Array:
+            chi_k = response_row(k, carry["decay"], Gt, W, zero)  # (W, n_chi)
+            shifted = jnp.pad(chi_k[1:], ((0, 1), (0, 0)))  # χ_{k,j+1}
+            weighted = shifted * carry["kappa"][:W]  # χ_{k,j+1} κ_j
+            mr = jnp.where(steps[:W] < k,
+                           (alpha * Delta**2 / n_chi) * (weighted @ cur_chi), 0.0)
+            return jnp.pad(mr, (0, T - W))
+
+        mr_row = _up_to_row(k, T, mr_of_width)
+        decay_k = 1.0 - eta * (lam + nu + Delta * cur_chi)
         r_memory = _up_to_row(k, T, lambda W: mr_row[:W] @ carry["r"][:W])
         r_new = r_k - eta * ((lam + nu) * r_k + Delta * g_k - eta * r_memory - noise)
         m_new = m - eta * (lam * m + alpha * mean(g_k * a))
@@ -195,7 +204,9 @@ def _sweep_arrays(problem: DmftProblem, inputs: SweepInputs, n_chi: int,
             "m": m_new,
             "r": carry["r"].at[k + 1].set(r_new),
             "g": g_all,
-            "chi": _Triangle.set_row(chi, k + 1, chi_new),
+            "decay": carry["decay"].at[k].set(decay_k),
+            "kappa": carry["kappa"].at[k].set(
+                jnp.ones_like(cur_chi) if drop_earlier_curvature else cur_chi),
             "L": carry["L"].at[k].set(L_row),
             "R": carry["R"].at[k + 1].set(R_new.at[k + 1].set(1.0)),
             "MC": carry["MC"].at[k].set(mc_row),
@@ -209,87 +220,67 @@ def _sweep_arrays(problem: DmftProblem, inputs: SweepInputs, n_chi: int,
             "R": carry["R"][cut, cut]}
 
 
+def response_row(k: jax.Array, decay: jax.Array, Gt: jax.Array, W: int, zero: jax.Array
+                 ) -> jax.Array:
+    """Row k of every trajectory's responses, χ_{k,u} for u ≤ k (zero for u > k), shape (W, n).
+
+    The recursion χ_{i+1,u} = d_i χ_{i,u} + Σ_{u≤j<i} G[i+1, j] χ_{j,u} (with χ_{u,u} = 1,
+    d_i = 1 − η(λ + ν̂_i + Δκ_i) per trajectory and G[i+1, j] = η² M_R(i, j) shared) says that
+    χ = (I − L)⁻¹ for a lower-triangular L with L_{i+1,i} = d_i and L_{i,j} = G[i, j] below.
+    A row of the inverse solves χ_{k,u} = Σ_{i>u} χ_{k,i} L_{i,u}, from u = k − 1 down to 0.
+
+    Why rows and not the whole history: M_R at step k needs only row k. Recomputing it from d
+    and G costs about k W multiply–adds per trajectory (each product runs over all W rows,
+    zero below u), twice the k²/2 of advancing a stored triangle χ_{i,u} by one step, but
+    it reads W × n numbers again and again (20 MB at W = 62, n = 4·10⁴: in the last-level
+    cache; larger buffers are cut into chunks of trajectories, which are independent here)
+    instead of streaming k²/2 numbers per trajectory from main memory, and nothing of size
+    K² × n is kept: 2.3 × faster at K = 60 and N = 4·10⁴, 2.7 × at K = 200, with a sixth
+    of the memory (docs/performance.md)."""
+    n = decay.shape[1]
+    chunks = max(1, -(-8 * W * n // RESPONSE_CHUNK_BYTES))
+    if chunks == 1:
+        return _row_of(k, decay[:W], Gt[:W, :W], zero)
+    width = -(-n // chunks)
+    d = jnp.pad(decay[:W], ((0, 0), (0, chunks * width - n))).reshape(W, chunks, width)
+    rows = jax.lax.map(lambda dc: _row_of(k, dc, Gt[:W, :W], zero), d.transpose(1, 0, 2))
+    return rows.transpose(1, 0, 2).reshape(W, chunks * width)[:, :n]
+
+
+# The rows of a backward solve are re-read k times: trajectories are taken in chunks whose
+# (W, chunk) buffer fits in the last-level cache (32 MB here). Measured warm, K = 60 and 200,
+# N = 4·10⁴: 4 MB 0.87 and 18 s, 8 MB 0.87 and 13 s, 16 MB 0.72 and 13 s, 32 MB 0.75 and 20 s.
+RESPONSE_CHUNK_BYTES = 16 * 2**20
+
+
+def _row_of(k: jax.Array, decay: jax.Array, Gt: jax.Array, zero: jax.Array) -> jax.Array:
+    """`response_row` for one chunk of trajectories: decay (W, chunk), Gt (W, W)."""
+    W, n = decay.shape
+    start = jnp.full((W, n), zero).at[k].set(1.0)
+
+    def back(it: jax.Array, row: jax.Array) -> jax.Array:
+        u = k - 1 - it
+        return row.at[u].set(decay[u] * row[u + 1] + Gt[u] @ row)
+
+    return jax.lax.fori_loop(0, k, back, start)
+
+
+def _widths(T: int) -> list[int]:
+    """The static widths of the history reads: every multiple of 8 up to 64, then growing by
+    about a quarter; the last is T. Few widths keep compilation short (one branch each);
+    close widths keep the work near the k rows actually needed."""
+    widths = [min(8, T)]
+    while widths[-1] < T:
+        w = widths[-1]
+        widths.append(min(T, max(w + 8, -(-(5 * w) // 32) * 8) if w >= 64 else w + 8))
+    return widths
+
+
 def _up_to_row(k: jax.Array, T: int, fn: Callable[[int], Any]) -> Any:
-    """fn(W), where W (static, at most T) ends the rows that can be non-zero at step k: every
-    row up to the end of k's block of _Triangle.B rows, and one more (step k writes row k+1)."""
-    widths = [min(T, i1 + 1) for _, i1 in _Triangle.bounds(T)]
-    return jax.lax.switch(k // _Triangle.B, [functools.partial(fn, W) for W in widths])
-
-
-class _Triangle:
-    """The responses χ_{i,u} (u ≤ i) of the trajectories that carry them, stored as row blocks.
-
-    Block c holds rows i in [cB, (c+1)B) and only the columns u < (c+1)B that can be non-zero,
-    as one dense (B, u, trajectory) array: about half the memory of the square, and each block
-    is read whole by one matrix product. The memory term Σ_i M_R(k,i) χ_{i,u} is the cost of the
-    sweep (memory traffic on χ, far larger than any cache); step k reads only the blocks of
-    rows up to its own (M_R(k, i) vanishes for i ≥ k), about k²/2 numbers per trajectory
-    instead of the whole array."""
-
-    B = 16
-
-    @staticmethod
-    def bounds(T: int) -> list[tuple[int, int]]:
-        """(first row, end row) of every block; a block's columns end where its rows do."""
-        return [(i0, min(T, i0 + _Triangle.B)) for i0 in range(0, T, _Triangle.B)]
-
-    @staticmethod
-    def size(T: int) -> int:
-        """Numbers stored per trajectory."""
-        return sum((i1 - i0) * i1 for i0, i1 in _Triangle.bounds(T))
-
-    @staticmethod
-    def start(T: int, n: int, zero: jax.Array) -> tuple[jax.Array, ...]:
-        """χ at the start: χ_{0,0} = 1 and everything else 0."""
-        blocks = tuple(jnp.full((i1 - i0, i1, n), zero) for i0, i1 in _Triangle.bounds(T))
-        return (blocks[0].at[0, 0].set(1.0), *blocks[1:])
-
-    @staticmethod
-    def advance(chi: tuple[jax.Array, ...], k: jax.Array, *, cur_chi: jax.Array,
-                mr_scale: float, decay: jax.Array, eta: float, start: jax.Array | float
-                ) -> tuple[jax.Array, jax.Array]:
-        """Row k of M_R (length T) and row k+1 of χ (T, n) from rows ≤ k of χ, whose new
-        diagonal entry χ_{k+1,k+1} is `start`.
-
-        One branch per block of row k (`lax.switch`), so that every width is static: the
-        branch of block c reads row k within that block, and the memory term
-        Σ_i M_R(k,i) χ_{i,u} from blocks 0..c only (M_R(k, i) vanishes for i ≥ k)."""
-        bounds = _Triangle.bounds(sum(b.shape[0] for b in chi))
-        T = bounds[-1][1]
-
-        def branch(c: int) -> Callable[[], tuple[jax.Array, jax.Array]]:
-            i0, i1 = bounds[c]
-            W = min(T, i1 + 1)  # row k+1 can reach column i1
-
-            def run() -> tuple[jax.Array, jax.Array]:
-                row = jax.lax.dynamic_index_in_dim(chi[c], k - i0, 0, False)  # (i1, n)
-                row = jnp.pad(row, ((0, W - i1), (0, 0)))
-                shifted = jnp.pad(row[1:i1], ((0, W - i1 + 1), (0, 0)))  # χ_{k,j+1}
-                # a matrix-vector product, not mean(cur_chi * shifted): XLA then streams
-                # the row once instead of materialising the broadcast product (~10 %)
-                mr = jnp.where(jnp.arange(W) < k,
-                               (mr_scale / cur_chi.shape[0]) * (shifted @ cur_chi), 0.0)
-                memory = sum(jnp.pad(jnp.einsum("i,iun->un", mr[j0:j1], chi[d]),
-                                     ((0, W - j1), (0, 0)))
-                             for d, (j0, j1) in enumerate(bounds[:c + 1]))
-                new = row - eta * (decay * row - eta * memory)
-                new = jnp.where(jnp.arange(W)[:, None] == k + 1, start, new)
-                return jnp.pad(mr, (0, T - W)), jnp.pad(new, ((0, T - W), (0, 0)))
-            return run
-
-        return jax.lax.switch(k // _Triangle.B, [branch(c) for c in range(len(chi))])
-
-    @staticmethod
-    def set_row(chi: tuple[jax.Array, ...], k: jax.Array, values: jax.Array
-                ) -> tuple[jax.Array, ...]:
-        """χ with row k replaced by `values` (T, n), cut to the block's columns."""
-        T = values.shape[0]
-        out = []
-        for c, (i0, i1) in enumerate(_Triangle.bounds(T)):
-            def write(block: jax.Array, i0: int = i0, i1: int = i1) -> jax.Array:
-                return jax.lax.dynamic_update_index_in_dim(block, values[:i1], k - i0, 0)
-            out.append(jax.lax.cond((k >= i0) & (k < i1), write, lambda b: b, chi[c]))
-        return tuple(out)
+    """fn(W) for the smallest static width W > k: rows past k of every history are zero."""
+    widths = _widths(T)
+    branch = jnp.sum(k + 1 > jnp.asarray(widths[:-1])) if len(widths) > 1 else 0
+    return jax.lax.switch(branch, [functools.partial(fn, W) for W in widths])
 
 
 # XLA's CPU backend copies a loop-carried (K+2) × N history at every step when the value
@@ -331,13 +322,13 @@ def first_nonfinite_row(X: np.ndarray) -> int:
 def sweep(problem: DmftProblem, samples: int = 20_000, seed: int = 0,
           response_samples: int | None = None, inputs: SweepInputs | None = None,
           drop_earlier_curvature: bool = False,
-          memory_budget_bytes: float = RESPONSE_MEMORY_BUDGET) -> DmftResult:
+          response_budget: float = RESPONSE_BUDGET) -> DmftResult:
     """Solve the DMFT of `problem` with `samples` trajectories in one causal sweep.
 
     **Arguments**
     - `samples`, `seed`: the Monte Carlo trajectories (ignored when `inputs` are given).
     - `response_samples`: how many of them carry the responses χ from which M_R is estimated
-      (default: all that fit in `memory_budget_bytes`, at about 4 (K+2)² bytes each).
+      (default: `response_capacity`, all of them unless (K+2)² N exceeds `response_budget`).
     - `drop_earlier_curvature`: a planted error for tests — M_R without the factor ℓ''(t'),
       which docs/dmft.md, Theory warns gives plausible-looking, wrong curves.
 
@@ -346,7 +337,7 @@ def sweep(problem: DmftProblem, samples: int = 20_000, seed: int = 0,
     if inputs is None:
         inputs = draw_inputs(problem, samples, seed)
     n = int(inputs.c.shape[0])
-    n_chi = response_capacity(problem, n, memory_budget_bytes)
+    n_chi = response_capacity(problem, n, response_budget)
     if response_samples is not None:
         n_chi = max(1, min(n, int(response_samples)))
     with one_lapack_thread():
@@ -366,8 +357,8 @@ def sweep(problem: DmftProblem, samples: int = 20_000, seed: int = 0,
 
 
 def response_capacity(problem: DmftProblem, samples: int,
-                      budget_bytes: float = RESPONSE_MEMORY_BUDGET) -> int:
-    """How many trajectories can carry responses χ (a lower triangle of (K+2)² float64 each,
-    in blocks) within the budget."""
-    per = 8.0 * _Triangle.size(problem.steps + 2)
-    return int(max(1, min(samples, budget_bytes // per)))
+                      budget: float = RESPONSE_BUDGET) -> int:
+    """How many trajectories carry responses χ by default: all `samples`, unless
+    N_χ (K+2)² would exceed `budget`. Each costs about (K+2)³/3 multiply–adds, so the cap
+    keeps the responses' cost at most budget (K+2)/3, linear in the number of steps."""
+    return int(max(1, min(samples, budget // (problem.steps + 2) ** 2)))

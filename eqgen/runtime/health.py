@@ -35,7 +35,7 @@ I3_TEMPORARIES = 4.0  # per (j, β, c) triple of the drift terms
 SAVED_COPIES = 4.0  # copies of the state per output time (states, observables' Ω, output)
 BASELINE_BYTES = 300e6  # JAX, XLA and the compiled solver themselves
 USABLE_FRACTION = 0.8  # of the memory reported available
-DMFT_PER_SAMPLE_STEP = 24.0  # float64 per trajectory and step (measured at most 22)
+DMFT_PER_SAMPLE_STEP = 14.0  # float64 per trajectory and step, responses included (measured 8–11)
 MAX_CHECKED_TIMES = 64  # Ω eigenvalues at this many output times at most (large p only)
 SIMULATION_MATRIX_COPIES = 3.0  # n × d float64 matrices at the peak of a DMFT simulation
 BLOW_UP = 1e12  # an overlap (|w|²/d, Q, M) this large means the dynamics diverged
@@ -122,12 +122,12 @@ def check_dmft_simulation(n: int, d: int) -> None:
 def dmft_memory(steps: int, samples: int, response_samples: int) -> float:
     """Estimated peak bytes of the sampled DMFT sweep (eqgen.runtime.dmft): (K+2) × N arrays
     (fields, gradients, curvatures, noise normals, selections and the scan's temporaries), the
-    responses χ of N_χ trajectories (a lower triangle of (K+2)², stored in blocks) with the
-    step's temporaries, bounded by 2 (K+2)² per trajectory, and six (K+2)² kernels. The
-    constants bound XLA's measured peak (docs/robustness.md)."""
+    response histories of N_χ trajectories (two (K+2) × N_χ arrays, and the response row with
+    its temporaries: bounded by 6 (K+2) per trajectory) and six (K+2)² kernels. The constants
+    bound XLA's measured peak (docs/robustness.md)."""
     t = steps + 2
     return BASELINE_BYTES + 8.0 * (DMFT_PER_SAMPLE_STEP * t * samples
-                                   + 2.0 * response_samples * t * t + 6.0 * t * t)
+                                   + 6.0 * response_samples * t + 6.0 * t * t)
 
 
 def check_dmft_sweep(steps: int, samples: int, response_samples: int) -> None:
