@@ -14,6 +14,7 @@ Writability is probed by creating (and at once removing) a temporary file in the
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from collections.abc import Iterable, Sequence
 
@@ -148,6 +149,7 @@ def check_outputs(outputs: Iterable[tuple[str, str | None, str]],
 
     `outputs`: (option, path or None when not given, kind as in `written_files`); `inputs`:
     (what it is, e.g. "the spec", a path, several paths or None)."""
+    outputs = list(outputs)
     seen: dict[tuple[object, ...], tuple[str, bool]] = {}  # file → (its name, an input?)
     for what, paths in inputs:
         for p in [paths] if isinstance(paths, str) else (paths or []):
@@ -164,3 +166,15 @@ def check_outputs(outputs: Iterable[tuple[str, str | None, str]],
                 raise _refuse(f"{shown} {verb} {other}",
                               "give each output its own file, distinct from the inputs")
             seen[key] = (shown, False)
+    for option, path, kind in outputs:  # once every check has passed
+        if path and kind == "data":
+            _note_format(path, option)
+
+
+def _note_format(path: str, option: str) -> None:
+    """A data output is CSV unless it ends in .json: say so when the name suggests neither
+    (`-o x.txt`, `-o x.dat`), so that the format is not a surprise."""
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in ("", ".csv") and not path.endswith(".json"):  # .JSON too is written as CSV
+        print(f"note: {option} {path} is written as CSV (name it .json for JSON)",
+              file=sys.stderr)

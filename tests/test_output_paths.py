@@ -349,3 +349,13 @@ def test_integral_floats_are_accepted_as_counts():
 def test_non_integral_counts_are_still_refused(no_work: None, d: str):
     r = run_quiet("simulate", ERF, "--d", d)
     assert r.code == 2 and f"argument --d: invalid int value: '{d}'" in r.err, r.err
+
+
+@pytest.mark.parametrize("name, noted", [("x.txt", True), ("x.DAT", True), ("x.csv", False),
+                                         ("x.JSON", True), ("x.json", False),
+                                         ("x", False)])
+def test_a_data_output_named_neither_csv_nor_json_is_noted(tmp_path: Path, name: str,
+                                                           noted: bool):
+    r = run_quiet("solve", ERF, "--t-max", "1", "-o", tmp_path / name)
+    assert r.code == 0, r.err
+    assert ("is written as CSV" in r.err) is noted, r.err
