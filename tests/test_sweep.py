@@ -340,3 +340,14 @@ def test_bad_thread_count_is_a_usage_error(value, monkeypatch):
     monkeypatch.setenv("EQGEN_SWEEP_THREADS", value)
     with pytest.raises(UsageError, match="EQGEN_SWEEP_THREADS"):
         batch_workers(8)
+
+
+def test_heat_map_draws_unevenly_spaced_values_as_equal_cells():
+    from eqgen.sweep.plot import _cells
+
+    edges, at, categorical = _cells(np.array([0.0, 1e-3, 1e-2, 0.1]), log=False)
+    assert categorical and list(at) == [0, 1, 2, 3] and list(edges) == [-0.5, 0.5, 1.5, 2.5, 3.5]
+    for values, log in ((np.linspace(0.25, 2, 8), False), (np.geomspace(1e-3, 1, 4), True),
+                        (np.array([0.0, 1.0]), False)):
+        edges, at, categorical = _cells(values, log)
+        assert not categorical and np.array_equal(at, values)

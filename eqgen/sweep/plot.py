@@ -103,6 +103,24 @@ def _edges(v: np.ndarray, log: bool) -> np.ndarray:
     return np.exp(e) if log else e
 
 
+def _uneven(v: np.ndarray, log: bool) -> bool:
+    """Whether grid values are too unevenly spaced for a linear (or log) axis: the widest gap
+    over 10 × the narrowest, as in `Delta=0,1e-3,1e-2`, whose first two cells a linear axis
+    would squash into a sliver. Such an axis is drawn with one equal cell per value."""
+    if v.size < 3:
+        return False
+    gaps = np.diff(np.log(v) if log else v)
+    return bool(gaps.min() <= 0 or gaps.max() > 10 * gaps.min())
+
+
+def _cells(v: np.ndarray, log: bool) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(cell edges, cell centres, categorical?) of one heat-map axis."""
+    if _uneven(v, log):
+        centres = np.arange(v.size, dtype=float)
+        return _edges(centres, False), centres, True
+    return _edges(v, log), v, False
+
+
 def _heat_map(res: SweepResult, path: str | Path, observable: str) -> None:
     import matplotlib
 
@@ -111,18 +129,24 @@ def _heat_map(res: SweepResult, path: str | Path, observable: str) -> None:
     nx, ny = len(ax_x.values), len(ax_y.values)
     z = res.final(observable).reshape(ny, nx)
     log_x, log_y = _log_values(ax_x.values, ax_x.log), _log_values(ax_y.values, ax_y.log)
+    edges_x, at_x, cat_x = _cells(ax_x.values, log_x)
+    edges_y, at_y, cat_y = _cells(ax_y.values, log_y)
     norm = matplotlib.colors.LogNorm() if _log_colour(z.ravel()) else None
-    mesh = ax.pcolormesh(_edges(ax_x.values, log_x), _edges(ax_y.values, log_y),
-                         np.ma.masked_invalid(z), norm=norm, cmap="viridis", shading="flat")
+    mesh = ax.pcolormesh(edges_x, edges_y, np.ma.masked_invalid(z), norm=norm, cmap="viridis",
+                         shading="flat")
     fig.colorbar(mesh, ax=ax, label=f"{observable} at t = {res.t[-1]:g}")
     bad = ~res.success.reshape(ny, nx)
     if np.any(bad):
         yy, xx = np.nonzero(bad)
-        ax.plot(ax_x.values[xx], ax_y.values[yy], "rx", label="failed")
+        ax.plot(at_x[xx], at_y[yy], "rx", label="failed")
         ax.legend(loc="upper right")
-    if log_x:
+    if cat_x:
+        ax.set_xticks(at_x, [f"{v:g}" for v in ax_x.values])
+    elif log_x:
         ax.set_xscale("log")
-    if log_y:
+    if cat_y:
+        ax.set_yticks(at_y, [f"{v:g}" for v in ax_y.values])
+    elif log_y:
         ax.set_yscale("log")
     ax.set_xlabel(ax_x.name)
     ax.set_ylabel(ax_y.name)
