@@ -235,7 +235,7 @@ def response_row(k: jax.Array, decay: jax.Array, Gt: jax.Array, W: int, zero: ja
     it reads W × n numbers again and again (20 MB at W = 62, n = 4·10⁴: in the last-level
     cache; larger buffers are cut into chunks of trajectories, which are independent here)
     instead of streaming k²/2 numbers per trajectory from main memory, and nothing of size
-    K² × n is kept: 2.3 × faster at K = 60 and N = 4·10⁴, 2.7 × at K = 200, with a sixth
+    K² × n is kept: 2.2 × faster at K = 60 and N = 4·10⁴, 2.5 × at K = 200, with a fifth
     of the memory (docs/performance.md)."""
     n = decay.shape[1]
     chunks = max(1, -(-8 * W * n // RESPONSE_CHUNK_BYTES))
