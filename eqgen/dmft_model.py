@@ -190,6 +190,7 @@ class DmftModel(Model):
         check_replicas(int(replicas), n, use_exact)
         self._check_start(r)
         self._warn_step(r)
+        self._warn_horizon(horizon, r.eta)
 
         def run(eta: float, temperature: float = 1.0) -> Any:
             # `temperature` scales the hinge's smoothing parameter (1: as given)
@@ -340,8 +341,19 @@ class DmftModel(Model):
         return float(2.0 / (r.lam + curvature * top / r.kappa))
 
     def check_warnings(self) -> list[str]:
-        """What `eqgen check` says of a valid spec: the step-size warnings at its values."""
-        return self.stability_warnings()
+        """What `eqgen check` says of a valid spec: the step-size warnings at its values, and
+        a horizon that is not a whole number of steps."""
+        r = self.resolve()
+        return self.stability_warnings() + [w for w in [horizon_warning(r.t_max, r.eta)] if w]
+
+    @staticmethod
+    def _warn_horizon(horizon: float, eta: float) -> None:
+        """`warnings.warn` `horizon_warning`."""
+        import warnings
+
+        text = horizon_warning(horizon, eta)
+        if text:
+            warnings.warn(text, UserWarning, stacklevel=1)
 
     def stability_warnings(self, params: Mapping[str, float] | None = None) -> list[str]:
         """What is known to go wrong at these parameters without being an error: a step past
@@ -488,6 +500,7 @@ class DmftModel(Model):
         check_dmft_simulation(n_samples(problem, int(d)), int(d))
         self._check_start(r)
         self._warn_step(r)
+        self._warn_horizon(problem.t_max, problem.eta)
         self._warn_few_selected(problem, n_samples(problem, int(d)), int(d))
         total = problem.steps * int(seeds)
         with ProgressBar(f"simulating {self.name} (d = {int(d)}, {int(seeds)} seeds)", total,
@@ -602,3 +615,13 @@ class DmftModel(Model):
 
 
 __all__ = ["DmftModel", "DmftSpec", "SpecError"]
+
+
+def horizon_warning(horizon: float, eta: float) -> str | None:
+    """The DMFT runs K = round(t_max/η) steps (time is kη, `DmftProblem.steps`): say so when
+    t_max is not a whole number of steps, since the last time is then not the one asked for."""
+    steps = max(1, int(round(horizon / eta)))
+    if abs(steps * eta - horizon) <= 1e-9 * max(1.0, horizon):
+        return None
+    return (f"t_max = {horizon:g} is not a whole number of steps η = {eta:g}: the DMFT runs "
+            f"{steps} steps, to t = {steps * eta:g} (give a multiple of η)")

@@ -125,3 +125,21 @@ def test_simulation_warns_when_a_step_selects_less_than_one_sample(
     assert "raise --d or b" in err
     assert main(["simulate", spec, *few, "--d", "40", "-o", str(tmp_path / "b.csv")]) == 0
     assert "fewer than one" not in capsys.readouterr().err
+
+
+def test_a_horizon_that_is_not_a_whole_number_of_steps_is_said(
+        tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from eqgen.dmft_model import horizon_warning
+
+    assert horizon_warning(6.0, 0.1) is None and horizon_warning(0.3, 0.1) is None
+    assert "runs 10 steps, to t = 1 " in horizon_warning(1.05, 0.1)
+    out = tmp_path / "gmm.csv"
+    assert main(["solve", str(model_path("gmm_two_cluster_logistic")), "--samples", "200",
+                 "--t-max", "1.05", "-o", str(out)]) == 0
+    assert "not a whole number of steps" in capsys.readouterr().err
+    assert float(_rows(out)[-1]["t"]) == pytest.approx(1.0)
+    spec = tmp_path / "odd.eqg"
+    spec.write_text(model_path("gmm_two_cluster_logistic").read_text()
+                    .replace("time t_max = 6", "time t_max = 6.05"))
+    assert main(["check", str(spec)]) == 0
+    assert "runs 60 steps, to t = 6" in capsys.readouterr().err
