@@ -267,7 +267,7 @@ def test_diverging_dmft_simulation_exits_3_with_partial_results(tmp_path: Path):
     the finite rows before it written and marked partial, the limit in the hint."""
     out = tmp_path / "sim.csv"
     r = run_quiet("simulate", model_path("glm_ridge_square"), "--set", "eta=3", "--t-max",
-                  "100", "--d", "200", "--seeds", "2", "-o", out)
+                  "99", "--d", "200", "--seeds", "2", "-o", out)  # 33 whole steps
     assert r.code == 3, r.err
     assert not FORBIDDEN.search(r.err), r.err
     assert "the simulation diverged" in r.err and "0.3374" in r.err
