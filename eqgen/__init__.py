@@ -8,10 +8,17 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-from eqgen.errors import EqgenError, NumericalError, SpecError, UsageError  # noqa: E402
+from eqgen.errors import (  # noqa: E402
+    EqgenError,
+    Interrupted,
+    NumericalError,
+    SpecError,
+    UsageError,
+)
 
 __all__ = [
     "EqgenError",
+    "Interrupted",
     "Model",
     "NumericalError",
     "Solution",

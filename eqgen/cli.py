@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from eqgen.errors import Diagnostic, EqgenError, NumericalError, SpecError, UsageError
+from eqgen.errors import Diagnostic, EqgenError, Interrupted, NumericalError, SpecError, UsageError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -361,7 +361,7 @@ def partial_results(args: argparse.Namespace) -> Iterator[None]:
     a file of an earlier run that would pass for this one's."""
     try:
         yield
-    except NumericalError as e:
+    except (NumericalError, Interrupted) as e:
         part = e.partial
         if not (part is not None and hasattr(part, "save")) and args.output:
             import numpy as np
@@ -375,7 +375,8 @@ def partial_results(args: argparse.Namespace) -> Iterator[None]:
                 part.mark_partial(e)
             part.save(args.output)
             n = len(part.t)
-            print(f"partial results ({n} time{'s' if n != 1 else ''} before the failure) "
+            before = "the interruption" if isinstance(e, Interrupted) else "the failure"
+            print(f"partial results ({n} time{'s' if n != 1 else ''} before {before}) "
                   f"written to {args.output}", file=sys.stderr)
         raise
 
@@ -497,8 +498,8 @@ def _main(argv: Sequence[str] | None) -> int:
     except EqgenError as e:
         print(e.format(), file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:  # Interrupted says when: "interrupted at t = ..."
+        print(str(e) or "interrupted", file=sys.stderr)
         return 130
     except SystemExit as e:  # argparse --help / --version
         return int(e.code or 0)

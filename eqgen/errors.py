@@ -179,4 +179,21 @@ class NumericalError(EqgenError):
         return out
 
 
-__all__ = ["Diagnostic", "EqgenError", "NumericalError", "SpecError", "UsageError"]
+class Interrupted(KeyboardInterrupt):
+    """A solve stopped by Ctrl-C between two of its pieces; `t` is how far it had come and
+    `partial` what was computed up to then.
+
+    A `KeyboardInterrupt`, not an `EqgenError`: code that catches failed solves to go on
+    (`except NumericalError`) must not swallow a request to stop."""
+
+    exit_code = 130
+
+    def __init__(self, message: str, t: float | None = None, partial: Any = None):
+        self.t = t
+        self.hint = None
+        self.partial = partial
+        super().__init__(message)
+
+
+__all__ = ["Diagnostic", "EqgenError", "Interrupted", "NumericalError", "SpecError",
+           "UsageError"]

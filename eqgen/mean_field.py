@@ -318,7 +318,8 @@ class MeanFieldModel(Model):
               t_max: float | None = None, rtol: float = 1e-8, atol: float = 1e-10,
               solver: str = "tsit5", max_steps: int | None = None,
               init_source: str = "init", reduction: str | None = "mean_field",
-              keep_states: bool | None = None) -> eqgen.Solution:
+              progress: bool | None = None, keep_states: bool | None = None
+              ) -> eqgen.Solution:
         """Integrate the reduced ODE; the arguments are those of `Model.solve`, plus
         `keep_states` (None: keep M and q_perp when they have at most `STATE_COLUMNS`
         entries)."""
@@ -360,12 +361,17 @@ class MeanFieldModel(Model):
             return Solution(raw.t[sel], obs, states,
                             {**meta, "solver": raw.solver, "steps": raw.num_steps})
 
+        from eqgen.simulate.progress import over_time
+
         try:
-            raw = ode.solve(module.vector_field, _no_observables, r.init, r.params, ts,
-                            evolving=module.EVOLVING, rtol=rtol, atol=atol, solver=solver,
-                            max_steps=max_steps or ode.DEFAULT_MAX_STEPS,
-                            state_order=module.STATES, observable_order=())
-        except eqgen.NumericalError as e:
+            with over_time(f"solving {self.name} (mean field)", ts[0], ts[-1],
+                           progress) as report:
+                raw = ode.solve(module.vector_field, _no_observables, r.init, r.params, ts,
+                                evolving=module.EVOLVING, rtol=rtol, atol=atol, solver=solver,
+                                max_steps=max_steps or ode.DEFAULT_MAX_STEPS,
+                                state_order=module.STATES, observable_order=(),
+                                progress=report)
+        except (eqgen.NumericalError, eqgen.Interrupted) as e:
             if isinstance(e.partial, ode.RawSolution):
                 e.partial = solution(e.partial).mark_partial(e)
             raise

@@ -17,7 +17,7 @@ import numpy as np
 
 import eqgen
 from eqgen.codegen import module as modfile
-from eqgen.errors import Diagnostic, EqgenError, NumericalError, SpecError, UsageError
+from eqgen.errors import Diagnostic, EqgenError, Interrupted, NumericalError, SpecError, UsageError
 from eqgen.spec.committee import CommitteeSpec, Resolved, build_committee, resolve
 from eqgen.spec.parser import parse_file
 
@@ -290,17 +290,21 @@ class Model:
               init: Mapping[str, Any] | None = None, save_at: Sequence[float] | None = None,
               t_max: float | None = None, rtol: float = 1e-8, atol: float = 1e-10,
               solver: str = "tsit5", max_steps: int | None = None,
-              init_source: str = "init", reduction: str | None = None) -> eqgen.Solution:
+              init_source: str = "init", reduction: str | None = None,
+              progress: bool | None = None) -> eqgen.Solution:
         """Integrate the ODEs; see docs/index.md, The Python API. Raises `NumericalError` on
-        failure. `reduction="mean_field"` solves the large-p reduction instead
-        (`eqgen.mean_field`)."""
+        failure, and `eqgen.Interrupted` (a `KeyboardInterrupt` holding the solution up to
+        then in `.partial`) on Ctrl-C. `reduction="mean_field"` solves the large-p reduction
+        instead (`eqgen.mean_field`). `progress` draws a bar over t for a solve that takes
+        more than a second (None: only on a terminal)."""
         from eqgen.analysis.plateaus import annotate as annotate_plateaus
         from eqgen.runtime import health, ode
         from eqgen.runtime.solution import Solution
 
         if reduction is not None:
             return self.reduced(reduction).solve(params, init, save_at, t_max, rtol, atol,
-                                                 solver, max_steps, init_source)
+                                                 solver, max_steps, init_source,
+                                                 progress=progress)
         sizes = self._sizes(params)  # memory before the Ω check (seconds at large widths)
         if sizes is not None:
             n_times = len(solve_times(save_at, t_max, sizes.t_max)[0])
@@ -327,17 +331,23 @@ class Model:
                            {k: v[sel] for k, v in raw.states.items()}, info)
             return annotate_plateaus(sol)  # metadata["plateaus"] (eqgen.analysis.plateaus)
 
+        from eqgen.simulate.progress import over_time
+
         try:
-            raw = ode.solve(module.vector_field, module.observables, r.init, r.params, ts,
-                            evolving=module.EVOLVING, rtol=rtol, atol=atol, solver=solver,
-                            max_steps=max_steps or ode.DEFAULT_MAX_STEPS,
-                            state_order=module.STATES, observable_order=module.OBSERVABLES,
-                            cache_key=self._key)
+            with over_time(f"solving {self.name}", ts[0], ts[-1], progress) as report:
+                raw = ode.solve(module.vector_field, module.observables, r.init, r.params, ts,
+                                evolving=module.EVOLVING, rtol=rtol, atol=atol, solver=solver,
+                                max_steps=max_steps or ode.DEFAULT_MAX_STEPS,
+                                state_order=module.STATES, observable_order=module.OBSERVABLES,
+                                cache_key=self._key, progress=report)
             health.check_overlaps(raw, rtol)  # Ω must stay positive semi-definite
         except NumericalError as e:
             if isinstance(e.partial, ode.RawSolution):
                 health.explain_growth(e)  # a divergence, whatever the solver ran out of
                 e.partial = solution(e.partial).mark_partial(e)
+            raise
+        except Interrupted as e:
+            e.partial = solution(e.partial).mark_partial(e)
             raise
         return solution(raw)
 

@@ -22,7 +22,7 @@ def test_second_run_reuses_module_and_solver_with_identical_results(tmp_path):
     jax_cache = str(tmp_path / "jax")
     _solve(tmp_path, tmp_path / "a.csv", jax_cache)
     exported = list((tmp_path / "jax" / "exported").glob("*.jaxexport"))
-    assert len(exported) == 1
+    assert len(exported) == 2  # the solver's two programs, advance and finish (ode.Pieces)
     _solve(tmp_path, tmp_path / "b.csv", jax_cache)
     assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
     _solve(tmp_path, tmp_path / "c.csv", "0")  # no persistent cache: same numbers

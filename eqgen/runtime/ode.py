@@ -10,10 +10,11 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 
@@ -24,7 +25,7 @@ import numpy as np  # noqa: E402
 from jax.flatten_util import ravel_pytree  # noqa: E402
 
 from eqgen.environment import positive_int  # noqa: E402
-from eqgen.errors import NumericalError, UsageError  # noqa: E402
+from eqgen.errors import Interrupted, NumericalError, UsageError  # noqa: E402
 from eqgen.runtime import rk  # noqa: E402
 
 # Tsit5, the default, runs in eqgen's own loop (eqgen.runtime.rk: same tableau, controller and
@@ -101,15 +102,22 @@ def _compiled(vector_field: Callable, observables: Callable, solver: str, max_st
 
     if solver == "tsit5":
         @functools.partial(jax.jit, compiler_options=_compiler_options())
-        def run(y0, consts, params, ts, rtol, atol):  # noqa: ANN001, ANN202
-            flat, unravel = ravel_pytree(y0)
+        def advance(carry, y0, consts, params, ts, rtol, atol, until):  # noqa: ANN001, ANN202
+            unravel = ravel_pytree(y0)[1]
             args = (params, consts, unravel)
-            flat_ys, result, steps = rk.integrate(
-                lambda t, y: rhs(t, y, args), flat, ts, rtol, atol, max_steps, _blown_up)
-            return _with_observables(jax.vmap(unravel)(flat_ys), consts, params, ts,
-                                     observables, result, steps)
+            return rk.advance(lambda t, y: rhs(t, y, args), carry, ts, rtol, atol, max_steps,
+                              _blown_up, until)
 
-        return run
+        @functools.partial(jax.jit, compiler_options=_compiler_options())
+        def finish(carry, y0, consts, params, ts):  # noqa: ANN001, ANN202
+            state, flat_ys = carry
+            ys = jax.vmap(ravel_pytree(y0)[1])(flat_ys)
+            full = {**ys, **{k: jnp.broadcast_to(v, (ts.shape[0], *v.shape))
+                             for k, v in consts.items()}}
+            obs = _observables_saved(observables, full, params, state.i_next)
+            return ys, obs, state.status, state.steps
+
+        return Pieces(advance, finish)
 
     import diffrax  # the general engine: other solvers, and the reference Tsit5
 
@@ -141,6 +149,60 @@ def _compiled(vector_field: Callable, observables: Callable, solver: str, max_st
                                  result, sol.stats["num_steps"])
 
     return run
+
+
+_COMPILED_NOW: dict[tuple, Callable] = {}
+
+
+def _compiled_now(fn: Callable, args: tuple, shapes: Any) -> Callable:
+    """`fn` compiled now for `args`, whose shapes and dtypes `shapes` determines (kept per
+    function and shapes, like jit's own cache)."""
+    key = (fn, shapes)
+    if key not in _COMPILED_NOW:
+        _COMPILED_NOW[key] = fn.lower(*args).compile()
+    return _COMPILED_NOW[key]
+
+
+class Pieces(NamedTuple):
+    """eqgen's Tsit5 solver as two compiled programs: `advance` steps a carry (`rk.Carry`) on
+    by at most a number of steps, `finish` computes the observables at the save times. A long
+    solve is taken in pieces of about PIECE_SECONDS, between which it reports its progress and
+    can be stopped; the pieces take exactly the steps of one uninterrupted loop."""
+
+    advance: Callable
+    finish: Callable
+
+
+PIECE_SECONDS = 0.25  # wall time of one piece of a long solve (after a first of FIRST_PIECE)
+FIRST_PIECE = 2  # steps: a step of a quadrature model can take a fifth of a second
+
+
+OBSERVABLE_BLOCK = 32  # save times per block of `_observables_saved`
+
+
+def _observables_saved(observables: Callable, states: dict, params: dict, saved: jax.Array
+                       ) -> dict:
+    """The observables at the first `saved` save times (NaN after them), in blocks of save
+    times of which those past `saved` are skipped: after a Ctrl-C early in a long solve,
+    the risk of a model integrated by quadrature is not computed at the times never
+    reached (0.7 s for 200 save times of a tanh committee)."""
+    n = jax.tree_util.tree_leaves(states)[0].shape[0]
+    blocks = -(-n // OBSERVABLE_BLOCK)
+    pad = blocks * OBSERVABLE_BLOCK - n
+    blocked = jax.tree_util.tree_map(lambda v: jnp.concatenate(
+        [v, jnp.repeat(v[-1:], pad, axis=0)]).reshape(blocks, OBSERVABLE_BLOCK, *v.shape[1:]),
+        states)
+    per_block = jax.vmap(lambda y: observables(y, params))
+    shapes = jax.eval_shape(per_block, jax.tree_util.tree_map(lambda v: v[0], blocked))
+
+    def block(i: jax.Array, rows: dict) -> dict:
+        return jax.lax.cond(i * OBSERVABLE_BLOCK < saved, per_block,
+                            lambda _: jax.tree_util.tree_map(
+                                lambda s: jnp.full(s.shape, jnp.nan, s.dtype), shapes), rows)
+
+    out = jax.lax.map(lambda a: block(*a), (jnp.arange(blocks), blocked))
+    return jax.tree_util.tree_map(lambda v: v.reshape(blocks * OBSERVABLE_BLOCK,
+                                                      *v.shape[2:])[:n], out)
 
 
 def _with_observables(ys: dict, consts: dict, params: dict, ts: jax.Array,
@@ -224,18 +286,26 @@ def solve(vector_field: Callable, observables: Callable, y0: Mapping[str, np.nda
           params: Mapping[str, float], ts: np.ndarray, *, evolving: tuple[str, ...],
           rtol: float = 1e-8, atol: float = 1e-10, solver: str = "tsit5",
           max_steps: int = DEFAULT_MAX_STEPS, state_order: tuple[str, ...] = (),
-          observable_order: tuple[str, ...] = (), cache_key: str | None = None) -> RawSolution:
+          observable_order: tuple[str, ...] = (), cache_key: str | None = None,
+          progress: Callable[[float], None] | None = None) -> RawSolution:
     """Integrate from `ts[0]` to `ts[-1]`, stepping exactly onto every time in `ts`.
 
     Raises `NumericalError` (with the partial solution up to the last finite time) when the
     solve fails: non-finite values, the step-size controller giving up, or too many steps.
+    With Tsit5 the solve runs in pieces: `progress(t)` is called between them, and a Ctrl-C
+    stops it after the current piece with `Interrupted` (its partial solution up to then).
     """
     name = choose_solver(solver, rtol)
     state_order = tuple(state_order) or tuple(y0)
-    run = _compiled(vector_field, observables, name, int(max_steps), tuple(evolving))
-    consts, (ys, obs, result, steps) = _run(
-        run, y0, params, ts, evolving, rtol, atol,
-        None if cache_key is None else f"{cache_key}|{name}|{max_steps}|{','.join(evolving)}")
+    compiled = _compiled(vector_field, observables, name, int(max_steps), tuple(evolving))
+    key = None if cache_key is None else f"{cache_key}|{name}|{max_steps}|{','.join(evolving)}"
+    stopped = None
+    if isinstance(compiled, Pieces):
+        consts, (ys, obs, result, steps), stopped = _run_in_pieces(
+            compiled, y0, params, ts, evolving, rtol, atol, key, int(max_steps), progress)
+    else:
+        consts, (ys, obs, result, steps) = _run(compiled, y0, params, ts, evolving, rtol, atol,
+                                                key)
     observable_order = tuple(observable_order) or tuple(obs)
     states = {k: np.asarray(v) for k, v in ys.items()}
     for k, v in consts.items():
@@ -243,8 +313,67 @@ def solve(vector_field: Callable, observables: Callable, y0: Mapping[str, np.nda
     states = {k: states[k] for k in state_order if k in states}
     observables_np = {k: np.asarray(obs[k]) for k in observable_order}
     raw = RawSolution(np.asarray(ts), states, observables_np, int(steps), name)
+    if stopped is not None:  # the rows saved before the Ctrl-C (those not reached are +inf)
+        finite = np.all([np.isfinite(np.asarray(v).reshape(len(ts), -1)).all(axis=1)
+                         for v in ys.values()], axis=0)
+        reached = int(np.argmin(finite)) if not finite.all() else len(ts)
+        raise Interrupted(f"interrupted at t = {stopped:.6g}", t=stopped,
+                          partial=_truncate(raw, reached))
     _check(raw, int(result), int(max_steps))
     return raw
+
+
+def _run_in_pieces(pieces: Pieces, y0: Mapping[str, np.ndarray], params: Mapping[str, Any],
+                   ts: np.ndarray, evolving: tuple[str, ...], rtol: float, atol: float,
+                   export_key: str | None, max_steps: int,
+                   progress: Callable[[float], None] | None
+                   ) -> tuple[dict[str, Any], Any, float | None]:
+    """`_run` for eqgen's Tsit5 loop, in pieces: `progress(t)` after each piece, and a Ctrl-C
+    (a `KeyboardInterrupt`, which Python raises only once the running piece has returned, or
+    which the CLI's `eqgen.interrupt` sends to its worker thread) stops the solve there.
+    Returns the constant states, the solver's outputs (rows not reached are +inf) and the
+    time at which a Ctrl-C stopped it, or None.
+
+    A first piece of FIRST_PIECE steps measures the speed; each later piece runs about
+    PIECE_SECONDS, so a quick solve is two calls and a long one reports a few times a second
+    and stops well within the CLI's grace time (`eqgen.interrupt.GRACE_S`)."""
+    y = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in y0.items() if k in evolving}
+    consts = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in y0.items() if k not in evolving}
+    p = {k: jnp.asarray(v, dtype=jnp.float64) for k, v in params.items()}
+    ts_j, rtol_j, atol_j = (jnp.asarray(ts, dtype=jnp.float64), jnp.float64(rtol),
+                            jnp.float64(atol))
+    # ravel_pytree's order (sorted keys), without a compiled call
+    flat0 = np.concatenate([np.ravel(np.asarray(y0[k], dtype=np.float64)) for k in sorted(y)])
+    carry = rk.begin_host(flat0, len(ts), float(ts[0]))
+    advance, finish = pieces
+    exported_dir = _exported_dir()
+    if export_key is not None and exported_dir is not None:
+        advance = _exported(advance, (carry, y, consts, p, ts_j, rtol_j, atol_j,
+                                      np.int32(1)), exported_dir, export_key + "|advance")
+        finish = _exported(finish, (carry, y, consts, p, ts_j), exported_dir,
+                           export_key + "|finish")
+    # compiled before the first step, so that a Ctrl-C is answered with the partial solution
+    # at once, not after compiling the observables (seconds for a model with quadrature)
+    shapes = tuple((k, np.shape(v)) for part in (y, consts, p) for k, v in part.items())
+    finish = _compiled_now(finish, (carry, y, consts, p, ts_j), (len(ts), shapes))
+    limit = min(max_steps, 2**31 - 1)
+    until, stopped, steps = min(FIRST_PIECE, limit), None, 0
+    try:
+        while True:
+            start, before = time.perf_counter(), steps
+            # not donated: whichever carry a Ctrl-C leaves here is whole
+            carry = advance(carry, y, consts, p, ts_j, rtol_j, atol_j, np.int32(until))
+            status, steps, t = jax.device_get((carry[0].status, carry[0].steps, carry[0].t))
+            steps, t = int(steps), float(t)
+            if status >= 0 or steps >= limit:
+                break
+            if progress is not None:
+                progress(t)
+            rate = (steps - before) / max(time.perf_counter() - start, 1e-9)
+            until = min(limit, steps + max(1, int(rate * PIECE_SECONDS)))
+    except KeyboardInterrupt:  # seen between two pieces: the last one is kept
+        stopped = float(carry[0].t)
+    return consts, finish(carry, y, consts, p, ts_j), stopped
 
 
 def _check(raw: RawSolution, result: int, max_steps: int) -> None:

@@ -78,6 +78,10 @@ class _State(NamedTuple):
     status: jax.Array  # -1 while running, else an outcome code
 
 
+# the carry of a solve in pieces passes through serialised solvers (EQGEN_JAX_CACHE)
+jax.export.register_namedtuple_serialization(_State, serialized_name="eqgen.rk.State")
+
+
 def _start(y0: jax.Array, ts: jax.Array) -> _State:
     zero = jnp.zeros((), y0.dtype)
     return _State(ts[0], y0, jnp.zeros_like(y0), zero, jnp.asarray(False), jnp.int32(0),
@@ -172,15 +176,45 @@ def integrate(f: Field, y0: jax.Array, ts: jax.Array, rtol: jax.Array, atol: jax
     sized (Hairer, Nørsett & Wanner, Solving ODEs I, §II.4).
     """
 
-    def body(carry: tuple[_State, jax.Array]) -> tuple[_State, jax.Array]:
+    final, out = advance(f, begin(y0, ts), ts, rtol, atol, max_steps, diverged, max_steps)
+    return out, final.status, final.steps
+
+
+Carry = tuple[_State, jax.Array]  # where a solve stands, and the states saved so far
+
+
+def begin(y0: jax.Array, ts: jax.Array) -> Carry:
+    """The carry of a solve that has not taken a step: `advance` takes it from there."""
+    return _start(y0, ts), _saved_rows(y0, ts.shape[0])
+
+
+def begin_host(y0: np.ndarray, n_ts: int, t0: float) -> Carry:
+    """`begin` built with numpy, without a compiled call (the dtypes `advance` returns)."""
+    y0 = np.asarray(y0, dtype=np.float64)
+    out = np.full((n_ts, y0.shape[-1]), np.inf)
+    out[0] = y0
+    state = _State(np.float64(t0), y0, np.zeros_like(y0), np.float64(0.0), np.bool_(False),
+                   np.int32(0), np.int32(1), np.int32(0),
+                   np.int32(SUCCESS if n_ts <= 1 else -1))
+    return state, out
+
+
+def advance(f: Field, carry: Carry, ts: jax.Array, rtol: jax.Array, atol: jax.Array,
+            max_steps: int, diverged: Check, until: jax.Array) -> Carry:
+    """Step a solve on from `carry` until it ends (`carry[0].status` ≥ 0) or `until` steps
+    have been attempted since its start.
+
+    Why: a long solve taken in pieces can report its progress, and be stopped, between
+    pieces. The carry holds everything the loop knows (the proposed step included), so a solve
+    taken in any number of pieces takes exactly the steps of a solve taken in one."""
+
+    def body(carry: Carry) -> Carry:
         state, out = carry
         state, row, saved = _step(f, state, ts, rtol, atol, max_steps, diverged,
                                   _first_stage(state.n_pass == 0))
         return state, out.at[row].set(jnp.where(saved, state.y, out[row]))
 
-    final, out = lax.while_loop(lambda carry: carry[0].status < 0, body,
-                                (_start(y0, ts), _saved_rows(y0, ts.shape[0])))
-    return out, final.status, final.steps
+    return lax.while_loop(lambda c: (c[0].status < 0) & (c[0].steps < until), body, carry)
 
 
 def integrate_batch(f: Callable[[jax.Array, jax.Array, Any], jax.Array], y0: jax.Array,

@@ -1,4 +1,5 @@
-"""A one-line progress bar for long simulations: on a terminal only, quiet in pipes and CI.
+"""A one-line progress bar for long simulations and solves: on a terminal only, quiet in pipes
+and CI.
 
 It follows the style of `eqgen.cli.Progress` (`[  12.3s] message` on stderr) and redraws one
 line in place, at most a few times a second, with the fraction done, the rate and the time left.
@@ -6,9 +7,11 @@ line in place, at most a few times a second, with the fraction done, the rate an
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 import time
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
 
@@ -23,11 +26,12 @@ class ProgressBar:
       quiet); `True`/`False` force it.
     - `stream`: where to draw (default `sys.stderr`).
     - `delay`: nothing is drawn before this many seconds, so short runs stay silent.
+    - `initial`: units already done when the bar starts (left out of the rate).
     """
 
     def __init__(self, label: str, total: float, unit: str = "steps",
                  enabled: bool | None = None, stream: TextIO | None = None,
-                 min_interval: float = 0.25, delay: float = 1.0):
+                 min_interval: float = 0.25, delay: float = 1.0, initial: float = 0.0):
         self.stream = stream if stream is not None else sys.stderr
         if enabled is None:
             isatty = getattr(self.stream, "isatty", None)
@@ -38,6 +42,7 @@ class ProgressBar:
         self.unit = unit
         self.min_interval = min_interval
         self.delay = delay
+        self.initial = initial
         self.t0 = time.perf_counter()
         self._last = -float("inf")
         self._drawn = False
@@ -55,7 +60,7 @@ class ProgressBar:
         self._last = now
         elapsed = now - self.t0
         frac = min(max(done / self.total, 0.0), 1.0)
-        rate = done / elapsed if elapsed > 0 else 0.0
+        rate = (done - self.initial) / elapsed if elapsed > 0 else 0.0
         left = (self.total - done) / rate if rate > 0 else float("nan")
         width = 24
         filled = int(round(frac * width))
@@ -81,6 +86,34 @@ class ProgressBar:
         if self.enabled and self._drawn:
             print(file=self.stream, flush=True)
             self._drawn = False
+
+
+@contextlib.contextmanager
+def over_time(label: str, t0: float, t1: float, enabled: bool | None
+              ) -> Iterator[Callable[[float], None] | None]:
+    """A bar over the time span [t0, t1] of a solve: yields the callback `progress(t)` that
+    `eqgen.runtime.ode.solve` takes, or None when the bar is off (then the solve need not
+    report). The bar starts at the first report, after compilation, so that its rate and
+    time left are those of the integration."""
+    bar = ProgressBar(label, t1 - t0, "t", enabled=enabled)
+    if not bar.enabled:
+        yield None
+        return
+    started: list[ProgressBar] = []
+
+    def report(t: float) -> None:
+        if not started:
+            started.append(ProgressBar(label, t1 - t0, "t", enabled=True, stream=bar.stream,
+                                       initial=t - t0))
+        started[0].update(t - t0)
+
+    try:
+        yield report
+        if started:
+            started[0].close()
+    finally:
+        if started:
+            started[0].__exit__()
 
 
 def _duration(seconds: float) -> str:
